@@ -1,0 +1,2 @@
+//! Test servers and fixtures for Portcullis. Not published.
+#![forbid(unsafe_code)]

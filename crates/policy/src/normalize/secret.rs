@@ -141,19 +141,20 @@ const PATTERNS: &[(SecretKind, &str)] = &[
     ),
     (
         SecretKind::BasicAuthUrl,
-        r"(?-u:\b)[A-Za-z][A-Za-z0-9+.-]*://(?P<s>[^\s/?#@:]*:[^\s/?#@]+)@[^\s/?#@]+",
+        r"(?-u:\b)[A-Za-z][A-Za-z0-9+.-]*://(?P<s>[^\s/?#@:\[]*:[^\s/?#@]+)@[^\s/?#@]+",
     ),
-    // Values starting with `$`, `<`, `{` or `*` are placeholders (`${DB_PASSWORD}`,
-    // `<token>`, `********`), not credentials.
+    // Values starting with `$`, `<`, `{`, `[` or `*` are placeholders (`${DB_PASSWORD}`,
+    // `<token>`, `[REDACTED:...]`, `********`), not credentials; skipping `[` also keeps a
+    // redacted value from being detected again.
     (
         SecretKind::EnvSecret,
-        r#"(?-u:\b)[A-Z0-9_]*_(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD)\s*=\s*["']?(?P<s>[^\s"'$<{*][^\s"']{7,})"#,
+        r#"(?-u:\b)[A-Z0-9_]*_(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD)\s*=\s*["']?(?P<s>[^\s"'$<{\[*][^\s"']{7,})"#,
     ),
     // The label must not be glued to a preceding letter or digit (`passwords`, `mytoken` are
     // not labels) but may follow `_` or `-` (`db_password`, `x-api-key`).
     (
         SecretKind::GenericAssignment,
-        r#"(?i)(?:^|[^A-Za-z0-9])(?:password|passwd|secret|api[_-]?key|apikey|token)["']?\s*[:=]\s*["']?(?P<s>[^\s"'$<{*][^\s"',;&]{7,})"#,
+        r#"(?i)(?:^|[^A-Za-z0-9])(?:password|passwd|secret|api[_-]?key|apikey|token)["']?\s*[:=]\s*["']?(?P<s>[^\s"'$<{\[*][^\s"',;&]{7,})"#,
     ),
 ];
 

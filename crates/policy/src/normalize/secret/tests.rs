@@ -437,3 +437,54 @@ fn redaction_keeps_non_ascii_text_intact() {
         )
     );
 }
+
+#[test]
+fn redacted_text_is_not_detected_again() {
+    let samples = [
+        "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----".to_owned(),
+        format!("AKIA{}", "IOSFODNN7EXAMPLE"),
+        format!(
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCY{}",
+            "EXAMPLEKEY"
+        ),
+        format!("ghp_{}", "a1B2c3D4e5F6".repeat(3)),
+        format!("glpat-{}", "xY3z".repeat(5)),
+        format!("xoxb-{}-{}", "1234567890", "AbCdEf123456"),
+        format!(
+            "https://hooks.slack.com/services/T{}/B{}/{}",
+            "0000000",
+            "00000000",
+            "X".repeat(24)
+        ),
+        format!("sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc"),
+        format!("AIza{}", "SyA1bC2dE3fG4hI5jK6lM7nO8pQ9rS0tU-v"),
+        format!("sk-{}", "T3BlbkFJ".repeat(6)),
+        format!("sk-ant-api03-{}", "Ab_cD-12".repeat(12)),
+        format!("npm_{}", "a1B2c3D4e5F6".repeat(3)),
+        format!("Authorization: Bearer {}", "abcDEF123456ghiJKL789_-"),
+        "postgres://admin:hunter2@db.internal:5432/app".to_owned(),
+        "DB_PASSWORD=Tr0ub4dor&3".to_owned(),
+        "{\"password\": \"hunter2hunter2\", \"token\": \"abcdefgh1234\"}".to_owned(),
+    ];
+    for sample in samples {
+        let redacted = redact_secrets(&sample);
+        let Some(redacted) = redacted else {
+            panic!("`{sample}` was not redacted");
+        };
+        assert!(redacted.contains("[REDACTED:"), "{redacted}");
+        assert_eq!(
+            found(&redacted),
+            None,
+            "`{sample}` redacted to `{redacted}`"
+        );
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn detection_and_redaction_never_panic(value in "\\PC{0,200}") {
+        let kind = find_secret(&value);
+        let redacted = redact_secrets(&value);
+        proptest::prop_assert_eq!(kind.is_some(), redacted.is_some());
+    }
+}

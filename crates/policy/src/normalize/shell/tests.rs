@@ -597,3 +597,31 @@ fn many_stars_do_not_explode() {
     let long = format!("x {}", "a".repeat(5000));
     assert!(!p.matches(&words(&long)));
 }
+
+proptest::proptest! {
+    #[test]
+    fn parsing_never_panics(raw in "\\PC{0,80}") {
+        let _ = simple_command_words(&raw);
+    }
+
+    /// Words made only of safe characters survive a round trip through single quotes.
+    #[test]
+    fn single_quoted_words_round_trip(ws in proptest::collection::vec("[a-z0-9;|&$`*?~#(){}<> -]{1,8}", 1..5)) {
+        let raw = ws.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" ");
+        let first_is_special = ws.first().is_some_and(|w| {
+            super::FORBIDDEN_FIRST_WORDS.contains(&w.as_str()) || super::is_assignment(w)
+        });
+        proptest::prop_assume!(!first_is_special);
+        proptest::prop_assert_eq!(simple_command_words(&raw), Ok(ws));
+    }
+
+    /// Without quotes or escapes, nothing that parses contains an operator or expansion (`#`
+    /// and `~` inside a word, and `{}`, are literal and allowed).
+    #[test]
+    fn unquoted_input_that_parses_has_no_specials(raw in "[a-z ;|&$`*~#(){}<>\t]{0,20}") {
+        if let Ok(words) = simple_command_words(&raw) {
+            proptest::prop_assert!(!words.is_empty());
+            proptest::prop_assert!(!raw.contains([';', '|', '&', '$', '`', '*', '(', ')', '<', '>']));
+        }
+    }
+}

@@ -48,7 +48,6 @@ impl Tri {
 
     /// Kleene negation: `Unknown` stays `Unknown`.
     #[must_use]
-    #[expect(clippy::should_implement_trait, reason = "a const fn reads better than `!` here")]
     pub const fn not(self) -> Tri {
         match self {
             Tri::True => Tri::False,

@@ -1,0 +1,413 @@
+//! Checked and compiled policy: globs and regexes built, rules indexed, ready to evaluate.
+
+pub(crate) mod cond;
+pub(crate) mod hours;
+pub(crate) mod matcher;
+pub(crate) mod names;
+pub(crate) mod tools;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use self::hours::Hours;
+use self::matcher::{Matcher, compile_matcher};
+use self::tools::ToolTable;
+use crate::decision::{Decision, Mode};
+use crate::error::{PolicyError, PolicyErrors, SourcePos};
+use crate::load::{parse_policy, resolve_env};
+use crate::model::{ApprovalSpec, LimitSpec, PolicyFile, RuleSpec, ServerSpec};
+use crate::pack::canonical_policy_json;
+
+/// Ids the engine itself uses for decisions no rule made; a policy may not reuse them.
+pub const RESERVED_RULE_IDS: [&str; 6] = [
+    "default-deny",
+    "unconfigured-server",
+    "hidden-tool",
+    "argument-type",
+    "internal-error",
+    "self-test",
+];
+
+/// A configured server, as the engine needs it.
+#[derive(Clone, Debug)]
+pub struct ServerInfo {
+    /// The server's name in the policy.
+    pub name: String,
+    /// Its settings with `${VAR}` resolved.
+    pub spec: ServerSpec,
+    /// Whether path arguments are also read through symlinks.
+    pub resolve_symlinks: bool,
+    /// The effective mode (server override, else policy mode).
+    pub mode: Mode,
+}
+
+/// One compiled rule.
+#[derive(Clone, Debug)]
+pub(crate) struct Rule {
+    pub(crate) id: String,
+    pub(crate) decision: Decision,
+    pub(crate) when: Matcher,
+    pub(crate) unless: Option<Matcher>,
+    pub(crate) hours: Option<Hours>,
+    pub(crate) reason: Option<String>,
+    pub(crate) on_deny: Option<String>,
+    pub(crate) approval: Option<ApprovalSpec>,
+    pub(crate) limit: Option<LimitSpec>,
+    pub(crate) taint: Vec<String>,
+    pub(crate) pos: Option<SourcePos>,
+}
+
+/// Per-server rule index: cost does not grow with rules that cannot match the server or tool.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ServerIndex {
+    /// Rules whose top-level `tool` names this literal tool, merged with the any-tool rules.
+    pub(crate) by_tool: HashMap<String, Vec<usize>>,
+    /// Rules that may apply to any tool of this server.
+    pub(crate) any_tool: Vec<usize>,
+}
+
+impl ServerIndex {
+    pub(crate) fn candidates(&self, tool: &str) -> &[usize] {
+        self.by_tool.get(tool).map_or(&self.any_tool, Vec::as_slice)
+    }
+}
+
+/// A policy ready to evaluate.
+#[derive(Clone, Debug)]
+pub struct CompiledPolicy {
+    pub(crate) file: String,
+    pub(crate) raw: PolicyFile,
+    pub(crate) canonical: String,
+    pub(crate) sha256: String,
+    pub(crate) mode: Mode,
+    pub(crate) servers: BTreeMap<String, ServerInfo>,
+    pub(crate) tools: ToolTable,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) index: HashMap<String, ServerIndex>,
+    pub(crate) hide: GlobSet,
+    pub(crate) hide_patterns: Vec<String>,
+}
+
+impl CompiledPolicy {
+    /// Parse, resolve `${VAR}` from `env`, validate and compile a policy in one step.
+    pub fn from_yaml(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<CompiledPolicy, PolicyErrors> {
+        let raw = parse_policy(text, file)?;
+        compile(raw, file, env)
+    }
+
+    /// The sha256 (hex) of the canonical policy, as `portcullis pack` prints it.
+    #[must_use]
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The canonical JSON of the policy as written (environment references unresolved).
+    #[must_use]
+    pub fn canonical_json(&self) -> &str {
+        &self.canonical
+    }
+
+    /// The policy-wide mode.
+    #[must_use]
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The file the policy came from.
+    #[must_use]
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The configured servers.
+    #[must_use]
+    pub fn servers(&self) -> &BTreeMap<String, ServerInfo> {
+        &self.servers
+    }
+
+    /// The policy as written.
+    #[must_use]
+    pub fn raw(&self) -> &PolicyFile {
+        &self.raw
+    }
+
+    /// Number of rules.
+    #[must_use]
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether `server.tool` is hidden by `hide`.
+    #[must_use]
+    pub fn is_hidden(&self, server: &str, tool: &str) -> bool {
+        !self.hide_patterns.is_empty() && self.hide.is_match(format!("{server}.{tool}"))
+    }
+}
+
+fn valid_rule_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+fn pos_of(rule: &serde_saphyr::Spanned<RuleSpec>) -> Option<SourcePos> {
+    let l = rule.referenced;
+    (l.line() > 0).then(|| SourcePos {
+        line: l.line(),
+        column: l.column(),
+    })
+}
+
+/// Validate and compile a parsed policy. `${VAR}` references are resolved from `env`; the hash
+/// is taken over the policy as written, so it never depends on (or leaks) the environment.
+pub fn compile(
+    raw: PolicyFile,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<CompiledPolicy, PolicyErrors> {
+    let canonical = canonical_policy_json(&raw);
+    let sha256 = crate::pack::sha256_hex(canonical.as_bytes());
+    let mut resolved = raw.clone();
+    resolve_env(&mut resolved, file, env)?;
+    let mut errors = Vec::new();
+    let mode = resolved.mode.unwrap_or_default();
+
+    let mut servers = BTreeMap::new();
+    for (name, spec) in &resolved.servers {
+        let field = format!("servers.{name}");
+        if !valid_rule_id(name) || name.contains("__") || name.contains('.') {
+            errors.push(
+                PolicyError::new(file, format!("invalid server name `{name}`"))
+                    .field(&field)
+                    .help("use letters, digits, `-` and `_` only; no `.` and no `__` (reserved for namespacing)"),
+            );
+        }
+        match (&spec.command, &spec.url) {
+            (Some(_), Some(_)) => errors.push(
+                PolicyError::new(file, "a server has either `command` or `url`, not both")
+                    .field(&field)
+                    .help("split it into two servers"),
+            ),
+            (None, None) => errors.push(
+                PolicyError::new(file, "a server needs `command` (stdio) or `url` (Streamable HTTP)")
+                    .field(&field)
+                    .help("add e.g. `command: [npx, -y, \"@modelcontextprotocol/server-filesystem\", /workspace]`"),
+            ),
+            (Some(cmd), None) if cmd.is_empty() || cmd.first().is_some_and(String::is_empty) => errors.push(
+                PolicyError::new(file, "`command` is empty")
+                    .field(format!("{field}.command"))
+                    .help("give the program and its arguments as a list"),
+            ),
+            _ => {}
+        }
+        if let Some(url) = &spec.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                errors.push(
+                    PolicyError::new(file, format!("`url: {url}` must start with http:// or https://"))
+                        .field(format!("{field}.url")),
+                );
+            }
+            if spec.resolve_symlinks == Some(true) {
+                errors.push(
+                    PolicyError::new(file, "`resolve_symlinks: true` on a URL server: it does not share this machine's filesystem")
+                        .field(format!("{field}.resolve_symlinks"))
+                        .help("remove the field"),
+                );
+            }
+        }
+        for (key, path) in [("cwd", &spec.cwd), ("home", &spec.home)] {
+            if let Some(p) = path {
+                if crate::normalize::path::normalize_absolute(p).is_none() {
+                    errors.push(
+                        PolicyError::new(file, format!("`{key}: {p}` must be an absolute path"))
+                            .field(format!("{field}.{key}")),
+                    );
+                }
+            }
+        }
+        servers.insert(
+            name.clone(),
+            ServerInfo {
+                name: name.clone(),
+                resolve_symlinks: spec.url.is_none() && spec.resolve_symlinks.unwrap_or(true),
+                mode: spec.mode.unwrap_or(mode),
+                spec: spec.clone(),
+            },
+        );
+    }
+
+    let tools = match ToolTable::compile(&resolved.tools) {
+        Ok(t) => t,
+        Err(msgs) => {
+            for m in msgs {
+                errors.push(PolicyError::new(file, m).help("see the `tools` section of docs/policy.md"));
+            }
+            ToolTable::default()
+        }
+    };
+
+    let mut hide_builder = GlobSetBuilder::new();
+    for pattern in &resolved.hide {
+        if !pattern.contains('.') {
+            errors.push(
+                PolicyError::new(file, format!("`hide: {pattern}` must be `server.tool` (globs allowed)"))
+                    .field("hide"),
+            );
+            continue;
+        }
+        match GlobBuilder::new(pattern).literal_separator(false).build() {
+            Ok(g) => {
+                hide_builder.add(g);
+            }
+            Err(e) => errors.push(
+                PolicyError::new(file, format!("invalid glob `{pattern}`: {}", e.kind())).field("hide"),
+            ),
+        }
+    }
+    let hide = hide_builder.build().unwrap_or_else(|_| GlobSet::empty());
+
+    let mut rules = Vec::new();
+    let mut seen_ids = HashSet::new();
+    for (i, spanned) in resolved.rules.iter().enumerate() {
+        let spec = &spanned.value;
+        let pos = pos_of(spanned);
+        let field = format!("rules[{i}] (`{}`)", spec.id);
+        let err = |msg: String| PolicyError::new(file, msg).at(pos).field(field.clone());
+        if !valid_rule_id(&spec.id) {
+            errors.push(err(format!("invalid rule id `{}`", spec.id)).help("use letters, digits, `-`, `_`, `.` and `:`"));
+        }
+        if RESERVED_RULE_IDS.contains(&spec.id.as_str()) {
+            errors.push(err(format!("rule id `{}` is reserved for the engine's own decisions", spec.id)).help("choose another id"));
+        }
+        if !seen_ids.insert(spec.id.clone()) {
+            errors.push(err(format!("duplicate rule id `{}`", spec.id)).help("every rule needs its own id, so each decision names the rule that made it"));
+        }
+        let when = compile_matcher(&spec.when).map_err(|e| err(format!("when.{e}")));
+        let unless = spec
+            .unless
+            .as_ref()
+            .map(|u| compile_matcher(u).map_err(|e| err(format!("unless.{e}"))))
+            .transpose();
+        let hours = spec
+            .hours
+            .as_ref()
+            .map(|h| Hours::compile(h).map_err(|e| err(format!("hours: {e}"))))
+            .transpose();
+        if spec.approval.is_some() && spec.decision != Decision::RequireApproval {
+            errors.push(err("`approval` only applies to `decision: require_approval`".to_owned()).help("remove `approval` or change the decision"));
+        }
+        if let Some(limit) = &spec.limit {
+            if let Some(m) = limit_problem(limit) {
+                errors.push(err(format!("limit: {m}")).help("write e.g. `limit: { calls: 100, per: 1h }` or `limit: { sum: amount, max: 100000, per: 1d }`"));
+            }
+            if spec.decision != Decision::Allow && spec.decision != Decision::RequireApproval {
+                errors.push(err("`limit` only applies to rules that let calls through (allow, require_approval)".to_owned()));
+            }
+        }
+        if !spec.taint.is_empty() && spec.decision != Decision::Allow && spec.decision != Decision::RequireApproval {
+            errors.push(err("`taint` only applies to rules that let calls through".to_owned()));
+        }
+        if spec.when.server.is_none() && spec.when.tool.is_none() && spec.when.effect.is_none() && spec.decision == Decision::Allow && spec.when.args.is_empty() && spec.when.paths.is_none() && spec.when.urls.is_none() && spec.when.principal.is_none() && spec.when.labels.is_none() && spec.when.any.is_none() && spec.when.values.is_none() && spec.when.agent.is_none() {
+            errors.push(err("an allow rule with an empty `when` allows every call".to_owned()).help("name at least a server, tool or effect; allow-all belongs in a deliberate, scoped rule"));
+        }
+        match (when, unless, hours) {
+            (Ok(_), Ok(_), Ok(_)) if !spec.enabled => {}
+            (Ok(when), Ok(unless), Ok(hours)) => rules.push(Rule {
+                id: spec.id.clone(),
+                decision: spec.decision,
+                when,
+                unless,
+                hours,
+                reason: spec.reason.clone(),
+                on_deny: spec.on_deny.clone(),
+                approval: spec.approval.clone(),
+                limit: spec.limit.clone(),
+                taint: spec.taint.clone(),
+                pos,
+            }),
+            (w, u, h) => {
+                errors.extend(w.err());
+                errors.extend(u.err());
+                errors.extend(h.err());
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(PolicyErrors(errors));
+    }
+    let index = build_index(&servers, &rules);
+    Ok(CompiledPolicy {
+        file: file.to_owned(),
+        raw,
+        canonical,
+        sha256,
+        mode,
+        servers,
+        tools,
+        rules,
+        index,
+        hide,
+        hide_patterns: resolved.hide.clone(),
+    })
+}
+
+fn limit_problem(limit: &LimitSpec) -> Option<String> {
+    match (&limit.calls, &limit.sum, &limit.max) {
+        (Some(0), _, _) => Some("`calls: 0` never allows anything; use `decision: deny`".to_owned()),
+        (Some(_), None, None) => None,
+        (None, Some(arg), Some(_)) if !arg.is_empty() => None,
+        (None, Some(_), None) => Some("`sum` needs a `max` budget".to_owned()),
+        (Some(_), Some(_), _) => Some("give either `calls` or `sum`, not both".to_owned()),
+        _ => Some("give `calls: N` or `sum: ARG` with `max: N`".to_owned()),
+    }
+}
+
+/// Build the per-server index. Only top-level `when.server` and literal `when.tool` are used,
+/// so a rule is left out of a bucket only when it certainly cannot match there.
+fn build_index(servers: &BTreeMap<String, ServerInfo>, rules: &[Rule]) -> HashMap<String, ServerIndex> {
+    let mut index = HashMap::new();
+    for server in servers.keys() {
+        let mut si = ServerIndex::default();
+        let mut literal: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.when.server.as_ref().is_some_and(|s| !s.matches(server)) {
+                continue;
+            }
+            match &rule.when.tool {
+                Some(t) if t.all_literal => {
+                    for name in &t.patterns {
+                        literal.entry(name.clone()).or_default().push(i);
+                    }
+                }
+                _ => si.any_tool.push(i),
+            }
+        }
+        for (tool, mut list) in literal {
+            list.extend(si.any_tool.iter().copied());
+            list.sort_unstable();
+            list.dedup();
+            si.by_tool.insert(tool, list);
+        }
+        index.insert(server.clone(), si);
+    }
+    index
+}
+
+/// Load a policy from text: parse, resolve, validate, compile.
+pub fn load_policy(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<CompiledPolicy, PolicyErrors> {
+    CompiledPolicy::from_yaml(text, file, env)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,466 @@
+//! Evaluation: `(compiled policy, call, time) → decision + trace`, pure and fail-closed.
+
+mod args;
+mod cond;
+mod readings;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use self::args::{ArgLookup, declared_type_problem};
+use self::readings::Readings;
+use crate::call::{Call, METHOD_TOOLS_CALL};
+use crate::compile::matcher::Matcher;
+use crate::compile::tools::ToolFacts;
+use crate::compile::{CompiledPolicy, Rule};
+use crate::decision::{Decision, Effect, Mode, ReasonClass};
+use crate::model::{ApprovalSpec, LimitSpec};
+use crate::normalize::path::PathResolver;
+use crate::tri::Tri;
+
+/// What evaluation may consult besides the policy and the call. The engine does no I/O itself.
+#[derive(Clone, Copy, Default)]
+pub struct EvalContext<'a> {
+    /// Reads symlinks for servers that share the gateway's filesystem.
+    pub resolver: Option<&'a dyn PathResolver>,
+}
+
+/// How one rule fared, for `explain`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleTrace {
+    /// The rule id.
+    pub rule: String,
+    /// What the rule would contribute.
+    pub decision: Decision,
+    /// The result of `when` (including `hours`).
+    pub when: Tri,
+    /// The result of `unless`, if the rule has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unless: Option<Tri>,
+    /// Whether the rule contributed to the decision.
+    pub contributed: bool,
+    /// Why conditions came out as they did, especially unknown ones.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// The verdict on one call.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// The decision.
+    pub decision: Decision,
+    /// The rules that produced it (the contributions at the winning strictness).
+    pub rules: Vec<String>,
+    /// Why, for humans reading the audit log or `explain` (may name policy details).
+    pub reason: String,
+    /// Why, for the agent (never names regexes or other rules).
+    pub public_reason: String,
+    /// The closed reason class.
+    pub reason_class: ReasonClass,
+    /// The call's effect class.
+    pub effect: Effect,
+    /// Whether the decision is enforced or only observed.
+    pub mode: Mode,
+    /// Approval settings, for `require_approval`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalSpec>,
+    /// Limits to reserve before forwarding, by rule.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<(String, LimitSpec)>,
+    /// Labels to add to the session if the call goes through.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub taint: Vec<String>,
+    /// Per-rule trace (only filled by [`explain`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trace: Vec<RuleTrace>,
+}
+
+/// Public reason when no rule allowed the call.
+pub const DEFAULT_DENY_REASON: &str = "no policy rule allows this call";
+/// Public reason for a deny rule without `on_deny`.
+pub const GENERIC_DENY_REASON: &str = "this call is not allowed by policy";
+/// Public reason for an approval request.
+pub const APPROVAL_REASON: &str = "this call needs a human's approval";
+
+impl Evaluation {
+    fn engine(decision: Decision, rule: &str, reason: String, public: &str, class: ReasonClass, effect: Effect, mode: Mode) -> Self {
+        Evaluation {
+            decision,
+            rules: vec![rule.to_owned()],
+            reason,
+            public_reason: public.to_owned(),
+            reason_class: class,
+            effect,
+            mode,
+            approval: None,
+            limits: Vec::new(),
+            taint: Vec::new(),
+            trace: Vec::new(),
+        }
+    }
+}
+
+/// Evaluate a call. Never panics: an internal failure is a `deny` with class `internal`.
+#[must_use]
+pub fn evaluate(policy: &CompiledPolicy, call: &Call, ctx: &EvalContext<'_>) -> Evaluation {
+    guarded(policy, call, ctx, false)
+}
+
+/// Evaluate a call and record a trace of every candidate rule.
+#[must_use]
+pub fn explain(policy: &CompiledPolicy, call: &Call, ctx: &EvalContext<'_>) -> Evaluation {
+    guarded(policy, call, ctx, true)
+}
+
+fn guarded(policy: &CompiledPolicy, call: &Call, ctx: &EvalContext<'_>, trace: bool) -> Evaluation {
+    match catch_unwind(AssertUnwindSafe(|| evaluate_inner(policy, call, ctx, trace))) {
+        Ok(e) => e,
+        Err(_) => Evaluation::engine(
+            Decision::Deny,
+            "internal-error",
+            "the evaluator failed; this is a bug, please report it. Failing closed".to_owned(),
+            "the gateway could not evaluate this call",
+            ReasonClass::Internal,
+            Effect::Unknown,
+            Mode::Enforce,
+        ),
+    }
+}
+
+/// Everything a matcher may look at during one evaluation.
+pub(crate) struct Scope<'a> {
+    pub(crate) call: &'a Call,
+    pub(crate) facts: ToolFacts<'a>,
+    pub(crate) readings: Readings<'a>,
+    pub(crate) notes: Option<std::cell::RefCell<Vec<String>>>,
+}
+
+impl Scope<'_> {
+    pub(crate) fn note(&self, f: impl FnOnce() -> String) {
+        if let Some(n) = &self.notes {
+            n.borrow_mut().push(f());
+        }
+    }
+}
+
+fn evaluate_inner(policy: &CompiledPolicy, call: &Call, ctx: &EvalContext<'_>, trace: bool) -> Evaluation {
+    let Some(server) = policy.servers.get(&call.server) else {
+        return Evaluation::engine(
+            Decision::Deny,
+            "unconfigured-server",
+            format!("server `{}` is not configured in the policy", call.server),
+            "this server is not available through the gateway",
+            ReasonClass::ToolIdentity,
+            Effect::Unknown,
+            policy.mode,
+        );
+    };
+    let mode = server.mode;
+    let facts = policy.tools.lookup(&call.server, &call.tool);
+    let effect = facts.effect();
+    if call.method == METHOD_TOOLS_CALL && policy.is_hidden(&call.server, &call.tool) {
+        return Evaluation::engine(
+            Decision::Deny,
+            "hidden-tool",
+            format!("tool `{}.{}` is hidden by the policy", call.server, call.tool),
+            "this tool is not available",
+            ReasonClass::ToolIdentity,
+            effect,
+            mode,
+        );
+    }
+    let type_problem = declared_type_problem(&facts, &call.arguments);
+    let scope = Scope {
+        call,
+        readings: Readings::new(server, if server.resolve_symlinks { ctx.resolver } else { None }),
+        facts,
+        notes: None,
+    };
+    let candidates = policy
+        .index
+        .get(&call.server)
+        .map(|si| si.candidates(&call.tool))
+        .unwrap_or_default();
+
+    let mut best: Option<Decision> = None;
+    let mut contributors: Vec<&Rule> = Vec::new();
+    let mut traces = Vec::new();
+    for &i in candidates {
+        let Some(rule) = policy.rules.get(i) else { continue };
+        let scope = Scope {
+            notes: trace.then(|| std::cell::RefCell::new(Vec::new())),
+            ..scope.share()
+        };
+        let mut when = eval_matcher(&rule.when, &scope, true);
+        if let Some(h) = &rule.hours {
+            let inside = h.holds(call.time);
+            if inside != Tri::True {
+                scope.note(|| match inside {
+                    Tri::Unknown => "hours: the call carries no time".to_owned(),
+                    _ => "hours: outside the rule's time window".to_owned(),
+                });
+            }
+            when = when.and(inside);
+        }
+        let unless = match (&rule.unless, when) {
+            (Some(u), Tri::True | Tri::Unknown) => Some(eval_matcher(u, &scope, true)),
+            _ => None,
+        };
+        let contributes = if rule.decision == Decision::Allow {
+            when == Tri::True && unless.is_none_or(|u| u == Tri::False)
+        } else {
+            when != Tri::False && unless.is_none_or(|u| u != Tri::True)
+        };
+        if contributes {
+            match best {
+                Some(b) if b > rule.decision => {}
+                Some(b) if b == rule.decision => contributors.push(rule),
+                _ => {
+                    best = Some(rule.decision);
+                    contributors.clear();
+                    contributors.push(rule);
+                }
+            }
+        }
+        if trace && (when != Tri::False || rule.unless.is_some()) {
+            let notes = scope.notes.map(|n| n.into_inner()).unwrap_or_default();
+            traces.push(RuleTrace {
+                rule: rule.id.clone(),
+                decision: rule.decision,
+                when,
+                unless: if rule.unless.is_some() { unless } else { None },
+                contributed: contributes,
+                notes,
+            });
+        }
+    }
+
+    let mut result = combine(best, &contributors, call, effect, mode);
+    if let Some(problem) = type_problem {
+        if result.decision < Decision::Deny {
+            result = Evaluation::engine(
+                Decision::Deny,
+                "argument-type",
+                problem,
+                "an argument has the wrong type",
+                ReasonClass::Schema,
+                effect,
+                mode,
+            );
+        }
+    }
+    result.trace = traces;
+    result
+}
+
+impl<'a> Scope<'a> {
+    fn share(&self) -> Scope<'a> {
+        Scope {
+            call: self.call,
+            facts: self.facts.clone(),
+            readings: self.readings.clone(),
+            notes: None,
+        }
+    }
+}
+
+fn combine(best: Option<Decision>, contributors: &[&Rule], call: &Call, effect: Effect, mode: Mode) -> Evaluation {
+    let Some(decision) = best else {
+        return Evaluation::engine(
+            Decision::Deny,
+            "default-deny",
+            format!("no rule allows `{}` on server `{}`", call.tool, call.server),
+            DEFAULT_DENY_REASON,
+            ReasonClass::Default,
+            effect,
+            mode,
+        );
+    };
+    let rules: Vec<String> = contributors.iter().map(|r| r.id.clone()).collect();
+    let reason = contributors
+        .iter()
+        .map(|r| match &r.reason {
+            Some(why) => format!("{}: {why}", r.id),
+            None => format!("{} ({})", r.id, r.decision),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let public_reason = contributors
+        .iter()
+        .find_map(|r| r.on_deny.clone())
+        .unwrap_or_else(|| match decision {
+            Decision::Allow => String::new(),
+            Decision::RequireApproval => APPROVAL_REASON.to_owned(),
+            Decision::Deny | Decision::KillSession => GENERIC_DENY_REASON.to_owned(),
+        });
+    let reason_class = match decision {
+        Decision::Allow => ReasonClass::Default,
+        Decision::RequireApproval => ReasonClass::Approval,
+        Decision::Deny | Decision::KillSession => {
+            if contributors.iter().any(|r| r.when.uses_labels()) {
+                ReasonClass::TaintedSession
+            } else if contributors.iter().any(|r| r.when.uses_args()) {
+                ReasonClass::Argument
+            } else {
+                ReasonClass::ToolIdentity
+            }
+        }
+    };
+    let approval = if decision == Decision::RequireApproval {
+        merge_approvals(contributors)
+    } else {
+        None
+    };
+    let lets_through = matches!(decision, Decision::Allow | Decision::RequireApproval);
+    let limits = if lets_through {
+        contributors
+            .iter()
+            .filter_map(|r| r.limit.clone().map(|l| (r.id.clone(), l)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut taint: Vec<String> = if lets_through {
+        contributors.iter().flat_map(|r| r.taint.iter().cloned()).collect()
+    } else {
+        Vec::new()
+    };
+    taint.sort();
+    taint.dedup();
+    Evaluation {
+        decision,
+        rules,
+        reason,
+        public_reason,
+        reason_class,
+        effect,
+        mode,
+        approval,
+        limits,
+        taint,
+        trace: Vec::new(),
+    }
+}
+
+/// Several approval rules: the strictest settings of each (shortest ttl and timeout, `hold`
+/// over `retry` is not stricter, so `retry` — which never keeps a call open — wins only if all
+/// agree; a separate approver if any asks for one).
+fn merge_approvals(rules: &[&Rule]) -> Option<ApprovalSpec> {
+    let specs: Vec<&ApprovalSpec> = rules.iter().filter_map(|r| r.approval.as_ref()).collect();
+    let first = specs.first()?;
+    let mut merged = (*first).clone();
+    for s in specs.iter().skip(1) {
+        merged.ttl = min_opt(merged.ttl, s.ttl);
+        merged.timeout = min_opt(merged.timeout, s.timeout);
+        merged.separate_approver = match (merged.separate_approver, s.separate_approver) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (a, b) => a.or(b),
+        };
+        if merged.mode != s.mode {
+            merged.mode = None;
+        }
+    }
+    Some(merged)
+}
+
+fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Evaluate a matcher (Kleene AND of its fields, cheapest first, stopping at `False`).
+/// `top` is true for a rule's own `when`/`unless`, where `method` defaults to `tools/call`.
+pub(crate) fn eval_matcher(m: &Matcher, scope: &Scope<'_>, top: bool) -> Tri {
+    let call = scope.call;
+    let mut acc = Tri::True;
+    macro_rules! and {
+        ($label:expr, $e:expr) => {{
+            let r: Tri = $e;
+            if r != Tri::True {
+                scope.note(|| format!("{}: {}", $label, tri_word(r)));
+            }
+            acc = acc.and(r);
+            if acc == Tri::False {
+                return Tri::False;
+            }
+        }};
+    }
+    match &m.method {
+        Some(methods) => and!("method", Tri::from_bool(methods.iter().any(|x| *x == call.method))),
+        None if top => and!("method", Tri::from_bool(call.method == METHOD_TOOLS_CALL)),
+        None => {}
+    }
+    if let Some(s) = &m.server {
+        and!("server", Tri::from_bool(s.matches(&call.server)));
+    }
+    if let Some(t) = &m.tool {
+        and!("tool", Tri::from_bool(t.matches(&call.tool)));
+    }
+    if let Some(effects) = &m.effect {
+        and!("effect", Tri::from_bool(effects.contains(&scope.facts.effect())));
+    }
+    if let Some(p) = &m.principal {
+        and!("principal", Tri::from_bool(call.principal.as_deref().is_some_and(|x| p.matches(x))));
+    }
+    if let Some(a) = &m.agent {
+        and!("agent", Tri::from_bool(call.agent.as_deref().is_some_and(|x| a.matches(x))));
+    }
+    if let Some(labels) = &m.labels {
+        and!("labels", Tri::from_bool(labels.iter().all(|l| call.labels.contains(l))));
+    }
+    for (arg, c) in &m.args {
+        let lookup = ArgLookup::find(arg, &call.arguments, &scope.facts);
+        let label = format!("args.{}", arg.display());
+        and!(label.as_str(), cond::eval_arg(c, &lookup, scope, &label));
+    }
+    if let Some(c) = &m.paths {
+        and!("paths", cond::eval_declared(c, scope, args::DeclaredGroup::Paths));
+    }
+    if let Some(c) = &m.urls {
+        and!("urls", cond::eval_declared(c, scope, args::DeclaredGroup::Urls));
+    }
+    if let Some(c) = &m.values {
+        and!("values", cond::eval_values(c, scope));
+    }
+    if let Some(list) = &m.any {
+        let mut any = Tri::False;
+        for sub in list {
+            any = any.or(eval_matcher(sub, scope, false));
+            if any == Tri::True {
+                break;
+            }
+        }
+        and!("any", any);
+    }
+    if let Some(n) = &m.not {
+        and!("not", eval_matcher(n, scope, false).not());
+    }
+    acc
+}
+
+pub(crate) fn tri_word(t: Tri) -> &'static str {
+    match t {
+        Tri::True => "true",
+        Tri::False => "false",
+        Tri::Unknown => "unknown",
+    }
+}
+
+/// The JSON type name of a value, for messages.
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -5,3 +5,9 @@
 //! byte-order marks, non-UTF-8 input, batches and out-of-range ids, so that the gateway and the
 //! server can never read one message two different ways. No I/O happens in this crate.
 #![forbid(unsafe_code)]
+
+mod json;
+mod limits;
+
+pub use json::{JsonError, Pointer, parse_json};
+pub use limits::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_BYTES, Limits};

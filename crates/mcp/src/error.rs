@@ -1,5 +1,7 @@
 //! Framing errors and the JSON-RPC error codes they are answered with.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::json::JsonError;
@@ -96,7 +98,7 @@ pub enum FrameErrorKind {
         found: String,
     },
     /// A top-level member JSON-RPC does not define.
-    #[error("unknown member `{member}`")]
+    #[error("unknown member `{}`", shorten(member))]
     UnknownMember {
         /// The member's name.
         member: String,
@@ -189,18 +191,25 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
     }
 }
 
+/// Longest piece of peer-controlled text (a key, a member name, a value) quoted in a message.
+const MAX_QUOTED_CHARS: usize = 64;
+
+/// Cuts peer-controlled text quoted in an error message to [`MAX_QUOTED_CHARS`] characters, so a
+/// hostile message cannot make the error (echoed to the peer and logged) as large as itself.
+pub(crate) fn shorten(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((cut, _)) => Cow::Owned(format!("{}…", text.get(..cut).unwrap_or_default())),
+        None => Cow::Borrowed(text),
+    }
+}
+
 /// Describes a value for an error message: scalars as JSON text in backticks (cut to 64
 /// characters), containers by their kind, so a hostile message cannot make errors huge.
 pub(crate) fn describe(value: &Value) -> String {
-    const MAX_CHARS: usize = 64;
     match value {
         Value::Array(_) | Value::Object(_) => kind_of(value).to_owned(),
         Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
-            let text = value.to_string();
-            match text.char_indices().nth(MAX_CHARS) {
-                Some((cut, _)) => format!("`{}…`", text.get(..cut).unwrap_or_default()),
-                None => format!("`{text}`"),
-            }
+            format!("`{}`", shorten(&value.to_string()))
         }
     }
 }

@@ -13,6 +13,7 @@ mod value;
 use serde::de::DeserializeSeed;
 use serde_json::Value;
 
+use crate::error::shorten;
 use crate::limits::Limits;
 
 pub use pointer::Pointer;
@@ -46,7 +47,7 @@ pub enum JsonError {
         pointer: Pointer,
     },
     /// An object has the same key twice.
-    #[error("duplicate key `{key}` in the object at `{pointer}`")]
+    #[error("duplicate key `{}` in the object at `{pointer}`", shorten(key))]
     DuplicateKey {
         /// The repeated key.
         key: String,
@@ -55,7 +56,7 @@ pub enum JsonError {
     },
     /// An object uses the key `serde_json` reserves for arbitrary-precision numbers, which
     /// cannot be represented faithfully.
-    #[error("reserved key `{key}` in the object at `{pointer}`")]
+    #[error("reserved key `{}` in the object at `{pointer}`", shorten(key))]
     ReservedKey {
         /// The reserved key.
         key: String,

@@ -4,7 +4,7 @@ mod id;
 
 use serde_json::{Map, Value};
 
-use crate::error::{FrameError, FrameErrorKind, describe, kind_of};
+use crate::error::{FrameError, FrameErrorKind, describe, kind_of, shorten};
 use crate::json::parse_json;
 use crate::limits::Limits;
 use crate::params::ParamsError;
@@ -238,7 +238,7 @@ fn read_error(value: &Value) -> Result<RpcError, String> {
         .keys()
         .find(|key| !["code", "message", "data"].contains(&key.as_str()))
     {
-        return Err(format!("unknown member `{member}`"));
+        return Err(format!("unknown member `{}`", shorten(member)));
     }
     let code = match object.get("code") {
         None => return Err("missing member `code`".to_owned()),

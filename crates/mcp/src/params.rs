@@ -10,7 +10,7 @@ mod initialize;
 
 use serde_json::{Map, Value};
 
-use crate::error::{FrameError, kind_of};
+use crate::error::{FrameError, kind_of, shorten};
 use crate::jsonrpc::Id;
 
 pub use initialize::{ClientInfo, InitializeParams};
@@ -31,7 +31,7 @@ pub enum ParamsError {
         member: String,
     },
     /// A member has the wrong type.
-    #[error("`{member}` must be {expected}, found {found}")]
+    #[error("`{}` must be {expected}, found {found}", shorten(member))]
     WrongType {
         /// Path of the member within params, such as `arguments` or `arguments.path`.
         member: String,

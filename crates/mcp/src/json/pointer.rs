@@ -35,8 +35,26 @@ impl Pointer {
     }
 }
 
+/// Longest pointer shown in full by `Display`; longer ones keep their start and end.
+const MAX_SHOWN_BYTES: usize = 200;
+
 impl fmt::Display for Pointer {
+    /// Shows the pointer, eliding the middle of very long ones (keys are peer-controlled).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        let text = self.0.as_str();
+        if text.len() <= MAX_SHOWN_BYTES {
+            return f.write_str(text);
+        }
+        let half = MAX_SHOWN_BYTES / 2;
+        let head_end = (0..=half)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        let tail_start = (text.len() - half..text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len());
+        let head = text.get(..head_end).unwrap_or_default();
+        let tail = text.get(tail_start..).unwrap_or_default();
+        write!(f, "{head}…{tail}")
     }
 }

@@ -300,3 +300,26 @@ proptest! {
         let _ = parse(text.as_bytes());
     }
 }
+
+#[test]
+fn long_keys_and_pointers_are_cut_in_messages() {
+    let key = "k".repeat(10_000);
+    let text = format!(r#"{{"{key}":{{"{key}":1,"{key}":2}}}}"#);
+    let err = parse(text.as_bytes()).unwrap_err();
+    let JsonError::DuplicateKey { key: got, pointer } = &err else {
+        panic!("expected a duplicate key, got {err:?}");
+    };
+    assert_eq!((got.len(), pointer.as_str().len()), (10_000, 10_001));
+    let message = err.to_string();
+    assert!(message.len() < 400, "{} bytes", message.len());
+    assert!(message.starts_with(&format!("duplicate key `{}…`", "k".repeat(64))));
+}
+
+#[test]
+fn pointer_display_cuts_on_char_boundaries() {
+    let pointer = Pointer::from_segments(&[Segment::Key("é".repeat(500))]);
+    let shown = pointer.to_string();
+    assert!(shown.starts_with("/é"));
+    assert!(shown.contains('…'));
+    assert!(shown.len() <= 210);
+}

@@ -18,6 +18,26 @@
 //! assert_eq!(parsed.to_bytes()?, line);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Choices worth knowing
+//!
+//! - **Error codes.** Anything that keeps the bytes from being one trustworthy JSON value
+//!   (syntax, encoding, byte-order mark, duplicate keys, depth, size, trailing data) is
+//!   [`PARSE_ERROR`] with id `null`: none of such a message is trusted, not even its id. A JSON
+//!   object of the wrong shape is [`INVALID_REQUEST`], with the id when it was readable. `params`
+//!   that is not an object, including `null` and arrays, is [`INVALID_PARAMS`].
+//! - **Whitespace.** JSON whitespace before and after the value is accepted, so a `\r` left by a
+//!   CRLF line ending is harmless; anything else after the value is rejected.
+//! - **Numbers.** Number text is kept exactly, except that `serde_json` writes exponents as a
+//!   lower-case `e` with an explicit sign (`1E400` is forwarded as `1e+400`). Both spellings are
+//!   the same number for every JSON parser; `serde_json::Number` offers no way to keep the other.
+//! - **Ids.** Strings, or integers within ±(2^53−1) spelled canonically: `1.0`, `1e3` and `-0`
+//!   are rejected so the id echoed back is spelled as it was received.
+//! - **Unknown members.** Rejected at the top level and in error objects (JSON-RPC defines them
+//!   completely). Kept in typed params (`extra`), because MCP adds optional params members over
+//!   time; the gateway decides about them.
+//! - **Reserved key.** An object whose key is `$serde_json::private::Number` is rejected:
+//!   `serde_json::Value` would read it as a number.
 #![forbid(unsafe_code)]
 
 mod error;

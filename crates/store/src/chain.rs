@@ -324,3 +324,64 @@ impl ChainWalker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{GENESIS_HASH, head_message, record_hash};
+    use crate::event::{AuditEvent, AuditKind};
+
+    fn fixed_event() -> AuditEvent {
+        AuditEvent {
+            kind: AuditKind::Decision,
+            time: "2026-01-02T03:04:05.678901Z".to_owned(),
+            decision_id: "d-1".to_owned(),
+            session: "s-1".to_owned(),
+            principal: None,
+            agent: None,
+            run: None,
+            server: "fs".to_owned(),
+            tool: Some("read_file".to_owned()),
+            method: "tools/call".to_owned(),
+            effect: Some("read".to_owned()),
+            args_digest: None,
+            args_redacted: Some(json!({"path": "/ws/a", "n": 1.50})),
+            decision: Some("deny".to_owned()),
+            enforced: true,
+            rules: vec!["r1".to_owned()],
+            reason: None,
+            reason_class: Some("default".to_owned()),
+            policy_sha256: None,
+            approval_id: None,
+            lease_id: None,
+            outcome: None,
+            duration_us: None,
+        }
+    }
+
+    /// Pins the hashed form: a change here breaks every existing chain and needs a new
+    /// `RECORD_DOMAIN`, not a new expected value.
+    #[test]
+    fn record_hash_format_is_pinned() {
+        let hash = record_hash(1, GENESIS_HASH, &fixed_event()).unwrap();
+        assert_eq!(hash, PINNED_HASH);
+    }
+
+    // Computed independently: sha256 of the compact JSON in the module docs (Python `json.dumps`
+    // with `separators=(",", ":")` gives the same bytes).
+    const PINNED_HASH: &str = "b76729051c16b1672b5fdf18aa2fe2dbd4fa140e2a45123f2d32a32de0eb9b72";
+
+    #[test]
+    fn the_hash_covers_seq_and_prev_hash() {
+        let event = fixed_event();
+        let base = record_hash(1, GENESIS_HASH, &event).unwrap();
+        assert_ne!(record_hash(2, GENESIS_HASH, &event).unwrap(), base);
+        assert_ne!(record_hash(1, &"1".repeat(64), &event).unwrap(), base);
+    }
+
+    #[test]
+    fn the_head_message_is_exact() {
+        assert_eq!(head_message(7, "ab"), "portcullis-audit-head\n7\nab");
+    }
+}

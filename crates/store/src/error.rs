@@ -14,13 +14,13 @@ use std::sync::Arc;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The state directory could not be created or is not a directory.
+    /// The state directory (or the database file in it) could not be created.
     #[error(
-        "cannot create the state directory `{path}`: {source}\n\
+        "cannot create `{path}` in the state directory: {source}\n\
          help: create it yourself (mode 0700) or point `--state-dir` at a writable directory"
     )]
     CreateStateDir {
-        /// The directory.
+        /// The directory or file.
         path: PathBuf,
         /// What the operating system said.
         #[source]

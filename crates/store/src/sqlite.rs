@@ -9,7 +9,7 @@ mod schema;
 mod writer;
 
 use std::future::Future;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -73,6 +73,7 @@ impl SqliteStore {
         create_state_dir(state_dir)?;
         let signing_key = key::load_or_create(state_dir)?;
         let db_path = state_dir.join(DB_FILE);
+        create_private_db_file(&db_path)?;
         let mut conn = open_writer(&db_path)?;
         schema::migrate(&mut conn, &db_path)?;
         let reader = open_reader(&db_path)?;
@@ -210,6 +211,25 @@ fn create_state_dir(state_dir: &Path) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// Creates an empty database file with mode 0600 if there is none. SQLite would create it with
+/// the umask's mode (often 0644); its `-wal` and `-shm` files copy the database file's mode, so
+/// this keeps all three private even in a state directory that others can enter.
+fn create_private_db_file(path: &Path) -> Result<(), StoreError> {
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::CreateStateDir {
+            path: path.to_path_buf(),
+            source: Arc::new(e),
+        }),
+    }
 }
 
 fn open_writer(path: &Path) -> Result<Connection, StoreError> {

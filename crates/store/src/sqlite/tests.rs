@@ -283,6 +283,9 @@ fn state_dir_and_key_are_private() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir.path().join("state")), 0o700);
     assert_eq!(mode(&dir.path().join("state/signing.key")), 0o600);
+    assert_eq!(mode(store.db_path()), 0o600);
+    store.append_blocking(event(0)).unwrap();
+    assert_eq!(mode(&dir.path().join("state/state.db-wal")), 0o600);
     assert_eq!(store.public_key_hex().len(), 64);
 }
 

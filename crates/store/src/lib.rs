@@ -1,4 +1,59 @@
-//! State for Portcullis: the tamper-evident audit chain, approvals, leases, counters and pins.
+//! State for Portcullis: the tamper-evident audit chain (approvals, leases, counters and pins come
+//! later, as new schema migrations).
 //!
-//! Every backend implements one `Store` trait; SQLite is the embedded default.
+//! Every decision the gateway makes is appended as an [`AuditEvent`] before the call is forwarded,
+//! and every forwarded call gets an outcome record after it. Records are hash-chained and the
+//! chain head is signed with the gateway's Ed25519 key, so [`SqliteStore::verify`] finds any edit,
+//! deletion, insertion, reordering or truncation. An append is acknowledged only after the
+//! transaction holding it has committed to disk; any failure is an `Err`, on which the gateway
+//! denies the call.
+//!
+//! ```no_run
+//! use portcullis_store::{AuditEvent, AuditKind, SqliteStore};
+//!
+//! # fn main() -> Result<(), portcullis_store::StoreError> {
+//! let store = SqliteStore::open(std::path::Path::new(".portcullis"))?;
+//! let entry = store.append_blocking(AuditEvent {
+//!     kind: AuditKind::Decision,
+//!     time: String::new(), // set by the store
+//!     decision_id: "d-1".into(),
+//!     session: "s-1".into(),
+//!     principal: None,
+//!     agent: None,
+//!     run: None,
+//!     server: "fs".into(),
+//!     tool: Some("read_file".into()),
+//!     method: "tools/call".into(),
+//!     effect: Some("read".into()),
+//!     args_digest: None,
+//!     args_redacted: None,
+//!     decision: Some("allow".into()),
+//!     enforced: true,
+//!     rules: vec!["read-workspace".into()],
+//!     reason: None,
+//!     reason_class: None,
+//!     policy_sha256: None,
+//!     approval_id: None,
+//!     lease_id: None,
+//!     outcome: None,
+//!     duration_us: None,
+//! })?;
+//! assert_eq!(entry.seq, 1);
+//! assert!(store.verify()?.ok);
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
+
+mod chain;
+mod error;
+mod event;
+mod key;
+mod sqlite;
+
+pub use chain::{
+    GENESIS_HASH, VerifyProblem, VerifyProblemKind, VerifyReport, head_message, record_hash,
+};
+pub use error::StoreError;
+pub use event::{AuditEntry, AuditEvent, AuditKind};
+pub use sqlite::{DB_FILE, QUEUE_CAPACITY, SqliteStore};

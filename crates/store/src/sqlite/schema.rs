@@ -1,0 +1,80 @@
+//! The SQLite schema and its migrations.
+//!
+//! `schema_version` holds one row with the version the database is at. `MIGRATIONS[i]` takes a
+//! database from version `i` to `i + 1`; a new table (approvals, leases, counters, pins) is a new
+//! entry at the end, never an edit of an old one. A database at a version newer than this build
+//! knows is refused: this build cannot know what the newer tables mean or which invariants they keep.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::StoreError;
+
+/// Version 1: the audit chain and its signed head.
+const V1_AUDIT: &str = "
+CREATE TABLE audit (
+    seq       INTEGER PRIMARY KEY,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL,
+    body      TEXT NOT NULL -- the event JSON, exactly as hashed
+);
+CREATE TABLE chain_head (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    seq       INTEGER NOT NULL,
+    hash      TEXT NOT NULL,
+    signature TEXT NOT NULL -- Ed25519 over \"portcullis-audit-head\\n{seq}\\n{hash}\", hex
+);
+";
+
+/// Every migration in order; the schema version of this build is their count.
+const MIGRATIONS: &[&str] = &[V1_AUDIT];
+
+/// The newest schema version this build knows.
+pub(crate) fn latest_version() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+/// Brings the database up to [`latest_version`], in one transaction.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |during| move |e| StoreError::sqlite(path, during, e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err("starting the schema migration"))?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);")
+        .map_err(err("creating the schema_version table"))?;
+    let found: Option<i64> = tx
+        .query_row("SELECT max(version) FROM schema_version", [], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(err("reading the schema version"))?
+        .flatten();
+    let found = found.unwrap_or(0);
+    let supported = latest_version();
+    if found > supported {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            supported,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let to = i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1);
+        if to <= found {
+            continue;
+        }
+        tx.execute_batch(sql).map_err(err("migrating the schema"))?;
+    }
+    if found < supported {
+        tx.execute("DELETE FROM schema_version", [])
+            .and_then(|_| {
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [supported],
+                )
+            })
+            .map_err(err("recording the schema version"))?;
+    }
+    tx.commit().map_err(err("committing the schema migration"))
+}

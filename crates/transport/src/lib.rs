@@ -2,3 +2,10 @@
 //!
 //! This crate moves framed messages; it makes no policy decisions.
 #![forbid(unsafe_code)]
+
+mod framing;
+
+pub use framing::{
+    BoundedLineReader, DEFAULT_MAX_LINE_BYTES, DEFAULT_WRITE_TIMEOUT, Line, LineWriter,
+    READ_BUFFER_BYTES, WriteLineError,
+};

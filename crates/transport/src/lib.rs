@@ -4,8 +4,12 @@
 #![forbid(unsafe_code)]
 
 mod framing;
+#[cfg(unix)]
+mod signal;
 
 pub use framing::{
     BoundedLineReader, DEFAULT_MAX_LINE_BYTES, DEFAULT_WRITE_TIMEOUT, Line, LineWriter,
     READ_BUFFER_BYTES, WriteLineError,
 };
+#[cfg(unix)]
+pub use signal::{Signal, SignalError, SignalForwarder};

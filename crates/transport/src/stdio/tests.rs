@@ -13,7 +13,19 @@ use super::{
 use crate::framing::{DEFAULT_MAX_LINE_BYTES, Line, WriteLineError};
 use crate::signal::{Signal, SignalError};
 
-const SHORT: ShutdownGrace = ShutdownGrace {
+/// For children expected to exit at the first step: `shutdown` returns as soon as they do, so a
+/// generous grace costs nothing and keeps a loaded machine from escalating by accident.
+const PATIENT: ShutdownGrace = ShutdownGrace {
+    after_stdin_close: Duration::from_secs(5),
+    after_sigterm: Duration::from_secs(5),
+};
+/// For children that ignore stdin close and must be signalled; they die on SIGTERM within ~0.1 s.
+const TERM_AFTER_300MS: ShutdownGrace = ShutdownGrace {
+    after_stdin_close: Duration::from_millis(300),
+    after_sigterm: Duration::from_secs(5),
+};
+/// For children that ignore SIGTERM too.
+const KILL_AFTER_300MS: ShutdownGrace = ShutdownGrace {
     after_stdin_close: Duration::from_millis(300),
     after_sigterm: Duration::from_millis(300),
 };
@@ -26,6 +38,17 @@ fn sh(script: &str) -> ChildSpec {
 
 fn spawn(spec: ChildSpec) -> StdioChild {
     StdioChild::spawn(spec, DEFAULT_MAX_LINE_BYTES).unwrap()
+}
+
+/// Spawns and waits for the child to print `ready`, so its traps are in place before it is signalled.
+async fn spawn_ready(spec: ChildSpec) -> StdioChild {
+    let mut child = spawn(spec);
+    let mut stdout = child.take_stdout().unwrap();
+    assert_eq!(
+        bounded(stdout.next_line()).await.unwrap(),
+        Some(Line::Complete(b"ready".to_vec()))
+    );
+    child
 }
 
 async fn bounded<F: std::future::Future>(fut: F) -> F::Output {
@@ -101,7 +124,7 @@ async fn round_trip_through_cat() {
         bounded(stdout.next_line()).await.unwrap(),
         Some(Line::Complete(b"second\r".to_vec()))
     );
-    let outcome = bounded(child.shutdown(SHORT)).await.unwrap();
+    let outcome = bounded(child.shutdown(PATIENT)).await.unwrap();
     assert_eq!(outcome.escalation, Escalation::None);
     assert!(outcome.status.success());
     assert_eq!(bounded(stdout.next_line()).await.unwrap(), None);
@@ -135,7 +158,7 @@ async fn stderr_lines_are_logged_with_the_server_name_and_escaped() {
     let child = spawn(sh(
         "echo 'hello from stderr' >&2; printf 'evil\\033[2J\\r\\n' >&2",
     ));
-    let outcome = bounded(child.shutdown(SHORT)).await.unwrap();
+    let outcome = bounded(child.shutdown(PATIENT)).await.unwrap();
     assert_eq!(exit_code_for(outcome.status), 0);
     let events = capture.0.lock().unwrap().clone();
     assert!(
@@ -321,7 +344,7 @@ async fn shutdown_of_a_well_behaved_child_sends_no_signal() {
     let capture = Capture::default();
     let _guard = capture.install();
     let child = spawn(ChildSpec::new("cat", "cat"));
-    let outcome = bounded(child.shutdown(SHORT)).await.unwrap();
+    let outcome = bounded(child.shutdown(PATIENT)).await.unwrap();
     assert_eq!(outcome.escalation, Escalation::None);
     assert_eq!(outcome.status.code(), Some(0));
     assert!(
@@ -335,8 +358,11 @@ async fn shutdown_of_a_well_behaved_child_sends_no_signal() {
 async fn child_that_ignores_stdin_close_gets_sigterm() {
     let capture = Capture::default();
     let _guard = capture.install();
-    let child = spawn(sh(r#"trap "exit 3" TERM; while :; do sleep 0.1; done"#));
-    let outcome = bounded(child.shutdown(SHORT)).await.unwrap();
+    let child = spawn_ready(sh(
+        r#"trap "exit 3" TERM; echo ready; while :; do sleep 0.1; done"#,
+    ))
+    .await;
+    let outcome = bounded(child.shutdown(TERM_AFTER_300MS)).await.unwrap();
     assert_eq!(outcome.escalation, Escalation::Sigterm);
     assert_eq!(exit_code_for(outcome.status), 3);
     let messages = capture.messages();
@@ -352,8 +378,11 @@ async fn child_that_ignores_stdin_close_gets_sigterm() {
 async fn child_that_ignores_sigterm_gets_sigkill() {
     let capture = Capture::default();
     let _guard = capture.install();
-    let child = spawn(sh(r#"trap "" TERM; while :; do sleep 0.1; done"#));
-    let outcome = bounded(child.shutdown(SHORT)).await.unwrap();
+    let child = spawn_ready(sh(
+        r#"trap "" TERM; echo ready; while :; do sleep 0.1; done"#,
+    ))
+    .await;
+    let outcome = bounded(child.shutdown(KILL_AFTER_300MS)).await.unwrap();
     assert_eq!(outcome.escalation, Escalation::Sigkill);
     assert_eq!(exit_code_for(outcome.status), 137);
     assert!(
@@ -379,7 +408,7 @@ async fn exit_code_passes_through() {
         })
     ));
     // Shutting down an already-exited child is immediate and signal-free.
-    let outcome = bounded(child.shutdown(SHORT)).await.unwrap();
+    let outcome = bounded(child.shutdown(PATIENT)).await.unwrap();
     assert_eq!(outcome.escalation, Escalation::None);
     assert_eq!(exit_code_for(outcome.status), 7);
 }

@@ -236,3 +236,35 @@ fn metadata_addresses() {
         assert!(!is_metadata_ip(ip(spelling)), "{spelling}");
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Every dotted-decimal address round-trips, and any string parses without panicking.
+        #[test]
+        fn dotted_decimal_round_trips(a: u8, b: u8, c: u8, d: u8) {
+            let want = IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+            prop_assert_eq!(parse_lenient_ip(&format!("{a}.{b}.{c}.{d}")), Some(want));
+            let n = u32::from(Ipv4Addr::new(a, b, c, d));
+            prop_assert_eq!(parse_lenient_ip(&n.to_string()), Some(want));
+            prop_assert_eq!(parse_lenient_ip(&format!("{n:#x}")), Some(want));
+            prop_assert_eq!(parse_lenient_ip(&format!("0{n:o}")), Some(want));
+        }
+
+        /// An IPv4-mapped address is private exactly when its IPv4 is.
+        #[test]
+        fn mapped_follows_ipv4(bits: u32) {
+            let v4 = Ipv4Addr::from(bits);
+            let mapped = IpAddr::V6(v4.to_ipv6_mapped());
+            prop_assert_eq!(is_private_ip(mapped), is_private_ip(IpAddr::V4(v4)));
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic(raw in any::<String>()) {
+            let _ = parse_lenient_ip(&raw);
+        }
+    }
+}

@@ -623,3 +623,44 @@ fn resolver_giving_a_relative_path_is_uncertain() {
     };
     assert_uncertain("/ws/a", &ctx, "which is not an absolute path");
 }
+
+// --- properties -----------------------------------------------------------------------------
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any input either is uncertain or yields at most `MAX_READINGS` distinct normalized
+        /// absolute paths, the lexical one first; never a panic.
+        #[test]
+        fn readings_are_normalized_and_bounded(raw in r"[/\\.~a-c%2eE5fF0 ．／:\u{301}]{0,40}") {
+            let fs = fs();
+            let ctx = PathContext { cwd: Some("/ws"), home: Some("/home/u"), resolver: Some(&fs) };
+            if let Ok(all) = path_readings(&raw, &ctx) {
+                prop_assert!(!all.is_empty() && all.len() <= MAX_READINGS);
+                prop_assert_eq!(all[0].kind, Lexical);
+                let unique: HashSet<&String> = all.iter().map(|r| &r.path).collect();
+                prop_assert_eq!(unique.len(), all.len());
+                for reading in &all {
+                    prop_assert_eq!(normalize_absolute(&reading.path), Some(reading.path.clone()));
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic(raw in any::<String>()) {
+            let _ = path_readings(&raw, &ws());
+            let _ = normalize_absolute(&raw);
+        }
+
+        /// A reading that escapes a base always exists when the lexical one does.
+        #[test]
+        fn lexical_escape_is_kept(rest in "[a-z]{1,8}") {
+            let raw = format!("/ws/../{rest}");
+            let all = path_readings(&raw, &ws()).unwrap();
+            prop_assert!(all.iter().any(|r| !is_under(&r.path, "/ws")));
+        }
+    }
+}

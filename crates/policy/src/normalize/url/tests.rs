@@ -368,3 +368,24 @@ fn private_names() {
         assert!(!host_is_private(&UrlHost::Name(n.to_owned())), "{n}");
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_urls_never_panic(raw in r"[a-z]{1,5}:(//)?[a-z0-9@\\\[\]:%.#?/x]{0,30}") {
+            if let Ok(all) = url_readings(&raw) {
+                prop_assert!(!all.is_empty() && all.len() <= 2);
+                prop_assert_eq!(all[0].parser, "whatwg");
+            }
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic(raw in any::<String>()) {
+            let _ = url_readings(&raw);
+        }
+    }
+}

@@ -1,2 +1,9 @@
 //! Test servers and fixtures for Portcullis. Not published.
+//!
+//! The `portcullis-echo-server` binary is a small, synchronous MCP server for end-to-end tests of
+//! the gateway; the [`echo`] module holds its logic so it can be unit-tested. It is a *recording
+//! upstream*: every line it receives is appended to the file named by [`RECORD_ENV`], so a test can
+//! prove that a denied call never reached it.
 #![forbid(unsafe_code)]
+
+pub mod echo;

@@ -1,0 +1,181 @@
+//! The echo server: answers `initialize`, `ping`, `tools/list`, `tools/call`, `resources/read` and
+//! `prompts/get` on stdio, one JSON-RPC message per line.
+//!
+//! Tools: `echo {text}`, `write_file {path, content}` (really writes), `read_file {path}`,
+//! `hidden_tool`, and fault injectors: `crash` (exits with status [`CRASH_STATUS`] without
+//! answering), `garbage` (sends a malformed line, then answers), `ghost` (sends a response with an
+//! id nobody asked for, then answers), `malformed_reply` (answers with an invalid message carrying
+//! the request's id), `sample` (sends a `sampling/createMessage` request, then answers), `roots`
+//! (sends a `roots/list` request, then answers).
+
+use std::io::{BufRead, Write};
+
+use serde_json::{Value, json};
+
+/// The environment variable naming the file every received line is appended to.
+pub const RECORD_ENV: &str = "PORTCULLIS_ECHO_RECORD";
+
+/// The exit status of the server after the `crash` tool.
+pub const CRASH_STATUS: i32 = 42;
+
+/// Serves stdin until end of input; returns the exit status.
+#[must_use]
+pub fn serve() -> i32 {
+    let record = std::env::var_os(RECORD_ENV);
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { return 2 };
+        if let Some(path) = &record {
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut file| writeln!(file, "{line}"));
+            if appended.is_err() {
+                return 3;
+            }
+        }
+        let Ok(message) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        match respond(&message) {
+            Reply::Lines(lines) => {
+                for reply in lines {
+                    if writeln!(out, "{reply}").and_then(|()| out.flush()).is_err() {
+                        return 4;
+                    }
+                }
+            }
+            Reply::Exit(status) => return status,
+        }
+    }
+    0
+}
+
+/// What the server does with one message.
+#[derive(Debug, PartialEq)]
+pub enum Reply {
+    /// Write these lines.
+    Lines(Vec<String>),
+    /// Exit at once with this status.
+    Exit(i32),
+}
+
+fn ok(id: &Value, result: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+}
+
+fn text(id: &Value, text: &str, is_error: bool) -> String {
+    ok(
+        id,
+        json!({"content": [{"type": "text", "text": text}], "isError": is_error}),
+    )
+}
+
+/// The reply to one message (responses and notifications get none).
+#[must_use]
+pub fn respond(message: &Value) -> Reply {
+    let (Some(id), Some(method)) = (
+        message.get("id"),
+        message.get("method").and_then(Value::as_str),
+    ) else {
+        return Reply::Lines(Vec::new());
+    };
+    let params = message.get("params").cloned().unwrap_or(Value::Null);
+    let line = match method {
+        "initialize" => ok(id, json!({
+            "protocolVersion": "2025-06-18",
+            "capabilities": {"tools": {}, "resources": {}, "prompts": {}},
+            "serverInfo": {"name": "portcullis-echo-server", "version": "0.1.0"}
+        })),
+        "ping" => ok(id, json!({})),
+        "tools/list" => ok(id, json!({"tools": [
+            {"name": "echo", "inputSchema": {"type": "object"}},
+            {"name": "write_file", "inputSchema": {"type": "object"}},
+            {"name": "read_file", "inputSchema": {"type": "object"}},
+            {"name": "hidden_tool", "inputSchema": {"type": "object"}}
+        ]})),
+        "resources/read" => {
+            let uri = params.get("uri").cloned().unwrap_or(Value::Null);
+            ok(id, json!({"contents": [{"uri": uri, "text": "resource body"}]}))
+        }
+        "prompts/get" => ok(id, json!({"messages": [{"role": "user", "content": {"type": "text", "text": "prompt"}}]})),
+        "tools/call" => return call(id, &params),
+        _ => json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "method not found"}}).to_string(),
+    };
+    Reply::Lines(vec![line])
+}
+
+fn call(id: &Value, params: &Value) -> Reply {
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let args = params.get("arguments").cloned().unwrap_or(Value::Null);
+    let arg = |key: &str| {
+        args.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let lines = match name {
+        "echo" => vec![text(id, &arg("text"), false)],
+        "write_file" => match std::fs::write(arg("path"), arg("content")) {
+            Ok(()) => vec![text(id, "written", false)],
+            Err(error) => vec![text(id, &error.to_string(), true)],
+        },
+        "read_file" => match std::fs::read_to_string(arg("path")) {
+            Ok(body) => vec![text(id, &body, false)],
+            Err(error) => vec![text(id, &error.to_string(), true)],
+        },
+        "crash" => return Reply::Exit(CRASH_STATUS),
+        "garbage" => vec!["{this is not json".to_owned(), text(id, "after garbage", false)],
+        "ghost" => vec![
+            json!({"jsonrpc": "2.0", "id": "ghost-id-never-sent", "result": {}}).to_string(),
+            text(id, "after ghost", false),
+        ],
+        "malformed_reply" => vec![json!({"jsonrpc": "2.0", "id": id, "result": {}, "bogus": 1}).to_string()],
+        "sample" => vec![
+            json!({"jsonrpc": "2.0", "id": "srv-1", "method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 1}}).to_string(),
+            text(id, "sampling requested", false),
+        ],
+        "roots" => vec![
+            json!({"jsonrpc": "2.0", "id": "srv-roots", "method": "roots/list"}).to_string(),
+            text(id, "roots requested", false),
+        ],
+        other => vec![text(id, &format!("unknown tool {other}"), true)],
+    };
+    Reply::Lines(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoes_text() {
+        let reply = respond(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "hi"}}}));
+        assert_eq!(
+            reply,
+            Reply::Lines(vec![r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hi"}],"isError":false}}"#.to_owned()])
+        );
+    }
+
+    #[test]
+    fn crash_exits() {
+        let reply = respond(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "crash"}}),
+        );
+        assert_eq!(reply, Reply::Exit(CRASH_STATUS));
+    }
+
+    #[test]
+    fn notifications_get_no_reply() {
+        assert_eq!(
+            respond(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})),
+            Reply::Lines(Vec::new())
+        );
+    }
+}

@@ -30,6 +30,7 @@ const PAGE: usize = 1000;
 ///   portcullis audit tail --follow --json --state-dir /var/lib/portcullis
 ///   portcullis audit export --jsonl > audit.jsonl
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct AuditArgs {
     /// The policy file whose state directory holds the log.
     #[arg(long, global = true, value_name = "FILE", conflicts_with = "state_dir")]

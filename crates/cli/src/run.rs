@@ -38,9 +38,10 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(200);
 /// Examples:
 ///   portcullis run --policy portcullis.yaml
 ///   portcullis run --policy portcullis.yaml --server fs
-///   portcullis run --policy portcullis.yaml --server fs -- npx -y @modelcontextprotocol/server-filesystem /workspace
+///   portcullis run --server fs -- npx -y @modelcontextprotocol/server-filesystem /ws
 ///   portcullis run --policy portcullis.yaml --state-dir /var/lib/portcullis
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct RunArgs {
     /// The policy file.
     #[arg(long, default_value = DEFAULT_POLICY, value_name = "FILE")]

@@ -82,7 +82,12 @@ pub(crate) fn run(args: &ExplainArgs) -> Result<u8> {
         Ok(c) => c,
         Err(e) => return Ok(undecided(args.json, &format!("invalid call: {e}"))),
     };
-    let ctx = EvalContext::default();
+    // Resolve symlinks on this machine, as the gateway does for stdio servers that share its
+    // filesystem, so `explain` gives the verdict the gateway would.
+    let resolver = portcullis_gateway::FsResolver::new();
+    let ctx = EvalContext {
+        resolver: Some(&resolver),
+    };
     let evaluation = explain(&policy, &call, &ctx);
     if args.json {
         println!("{}", to_json(&evaluation, policy.sha256()));

@@ -182,7 +182,12 @@ pub fn compile(
     let mut servers = BTreeMap::new();
     for (name, spec) in &resolved.servers {
         let field = format!("servers.{name}");
-        if !valid_rule_id(name) || name.contains("__") || name.contains('.') {
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok || name.contains("__") {
             errors.push(
                 PolicyError::new(file, format!("invalid server name `{name}`"))
                     .field(&field)

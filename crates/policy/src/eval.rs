@@ -232,7 +232,7 @@ fn evaluate_inner(
             when = when.and(inside);
         }
         let unless = match (&rule.unless, when) {
-            (Some(u), Tri::True | Tri::Unknown) => Some(eval_matcher(u, &scope, true)),
+            (Some(u), Tri::True | Tri::Unknown) => Some(eval_matcher(u, &scope, false)),
             _ => None,
         };
         let contributes = if rule.decision == Decision::Allow {
@@ -409,7 +409,9 @@ fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
 }
 
 /// Evaluate a matcher (Kleene AND of its fields, cheapest first, stopping at `False`).
-/// `top` is true for a rule's own `when`/`unless`, where `method` defaults to `tools/call`.
+/// `top` is true for a rule's own `when`, where `method` defaults to `tools/call`; an `unless`
+/// (like `any`/`not`) has no method default, so it never fails to hold merely because the call
+/// is a `resources/read` or `prompts/get`.
 pub(crate) fn eval_matcher(m: &Matcher, scope: &Scope<'_>, top: bool) -> Tri {
     let call = scope.call;
     let mut acc = Tri::True;

@@ -266,7 +266,7 @@ pub enum JsonType {
     String,
     /// Any number.
     Number,
-    /// A number without fraction or exponent.
+    /// A number with no fractional part (`1.0` and `1e2` count, as in JSON Schema).
     Integer,
     /// `true` or `false`.
     Boolean,

@@ -123,6 +123,19 @@ pub(crate) fn declared_type_problem(
     let ToolFacts::Declared(spec) = facts else {
         return None;
     };
+    // A key that differs from a declared argument only by case or compatibility form may be
+    // bound to that argument by a lenient server, bypassing conditions on the declared name.
+    for key in args.keys() {
+        if spec.args.contains_key(key) {
+            continue;
+        }
+        let folded = fold_key(key);
+        if let Some(name) = spec.args.keys().find(|n| fold_key(n) == folded) {
+            return Some(format!(
+                "the call carries `{key}`, which a server may read as the declared argument `{name}`"
+            ));
+        }
+    }
     for (name, kind) in &spec.args {
         if let Some(v) = args.get(name)
             && !fits(*kind, v)

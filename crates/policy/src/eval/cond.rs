@@ -48,8 +48,20 @@ fn eval_absent(c: &Cond) -> Tri {
     result
 }
 
+/// Whether a test looks at one element of a list rather than the whole value. `equals` /
+/// `one_of` with a list or object operand compare the whole value.
+fn is_element_test(t: &Test) -> bool {
+    let compound = |v: &Value| v.is_array() || v.is_object();
+    match t {
+        Test::Present(_) | Test::Type(_) => false,
+        Test::Equals(v) => !compound(v),
+        Test::OneOf(vs) => !vs.iter().all(compound),
+        _ => true,
+    }
+}
+
 fn has_element_tests(c: &Cond) -> bool {
-    c.any_test(&|t| !matches!(t, Test::Present(_) | Test::Type(_)))
+    c.any_test(&is_element_test)
 }
 
 fn element_kind(kind: Option<ArgKind>) -> Option<ArgKind> {
@@ -273,11 +285,18 @@ fn with_string(
     let Value::String(s) = elem else {
         return mistyped("a string");
     };
-    if kind == Some(ArgKind::Path) {
+    if kind == Some(ArgKind::Path) || (kind.is_none() && looks_like_path(s)) {
         over_paths(elem, s, scope, label, |p| f(p, true))
     } else {
         f(s, false)
     }
+}
+
+/// An undeclared argument (or one reached by JSON pointer) that is spelled like an absolute
+/// path is also read as a path: extra readings can only make a condition unknown, which is
+/// never looser, and they stop `/workspace/../etc/x` from matching a glob on `/workspace/*`.
+fn looks_like_path(s: &str) -> bool {
+    s.starts_with('/') || s.starts_with('~') || s.starts_with('\\')
 }
 
 fn over_paths(
@@ -358,7 +377,7 @@ fn equals(
 ) -> Tri {
     match (elem, expected) {
         (Value::String(s), Value::String(e)) => {
-            if kind == Some(ArgKind::Path) {
+            if kind == Some(ArgKind::Path) || (kind.is_none() && looks_like_path(s)) {
                 let Some(target) = crate::normalize::path::normalize_absolute(e) else {
                     return Tri::from_bool(s == e);
                 };

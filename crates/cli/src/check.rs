@@ -20,6 +20,7 @@ use crate::policy_file::{DEFAULT_POLICY, LoadFailure, load};
 ///   portcullis check --policy portcullis.yaml
 ///   portcullis check --policy examples/filesystem.yaml --deny-warnings
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct CheckArgs {
     /// The policy file.
     #[arg(long, default_value = DEFAULT_POLICY, value_name = "FILE")]

@@ -10,8 +10,10 @@ use serde_json::{Value, json};
 
 use crate::policy_file::{DEFAULT_POLICY, LoadFailure, load, read_input};
 
-/// Explain the decision on one call: which rules matched, which condition was unknown and why,
-/// which reading of an argument made it so.
+/// Explain the decision on one call, with its full trace.
+///
+/// Shows which rules matched, which condition was unknown and why, and which reading of an
+/// argument made it so.
 ///
 /// The call is a JSON object:
 ///   {"server": "fs", "tool": "read_text_file", "arguments": {"path": "/workspace/a"},
@@ -30,6 +32,7 @@ use crate::policy_file::{DEFAULT_POLICY, LoadFailure, load, read_input};
 ///   portcullis explain --policy portcullis.yaml --call @call.json --json
 ///   echo '{"server":"fs","tool":"write_file"}' | portcullis explain --call - --json
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct ExplainArgs {
     /// The policy file.
     #[arg(long, default_value = DEFAULT_POLICY, value_name = "FILE")]

@@ -19,6 +19,7 @@ use crate::policy_file::{DEFAULT_POLICY, load_or_error};
 ///   portcullis pack --policy portcullis.yaml --out policy.bundle.json
 ///   portcullis pack --policy portcullis.yaml --check policy.bundle.json   # exit 1 on drift
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct PackArgs {
     /// The policy file.
     #[arg(long, default_value = DEFAULT_POLICY, value_name = "FILE")]

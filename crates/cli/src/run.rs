@@ -14,8 +14,7 @@ use crate::policy_file::DEFAULT_POLICY;
 /// that never comes.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(200);
 
-/// Wrap a stdio MCP server: every request is checked against the policy, recorded, and only then
-/// forwarded.
+/// Wrap a stdio MCP server: check, record, then forward every request.
 ///
 /// The client (Claude Desktop, Cursor, VS Code, an agent) talks MCP to this process on standard
 /// input and output; the server is started from the policy's `command` for the selected server

@@ -3,12 +3,14 @@
 use anyhow::Result;
 use clap::Args;
 
-/// Print the JSON Schema of the policy file, for editors (YAML language servers) to
-/// autocomplete and validate policies.
+/// Print the JSON Schema of the policy file.
+///
+/// Editors (YAML language servers) use it to autocomplete and validate policies.
 ///
 /// Example, in VS Code with the YAML extension, at the top of a policy:
 ///   # yaml-language-server: $schema=./docs/policy.schema.json
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct SchemaArgs {}
 
 pub(crate) fn run(_: &SchemaArgs) -> Result<u8> {

@@ -29,6 +29,7 @@ use crate::policy_file::{DEFAULT_POLICY, load_or_error};
 ///   portcullis test --policy examples/filesystem.yaml examples/filesystem.cases.yaml
 ///   portcullis test --policy portcullis.yaml cases.yaml --gaps
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct TestArgs {
     /// The policy file.
     #[arg(long, default_value = DEFAULT_POLICY, value_name = "FILE")]

@@ -1,1 +1,3 @@
+//! Policy evaluation bench (filled in by the policy test work).
+
 fn main() {}

@@ -136,15 +136,18 @@ mod tests {
 
     #[test]
     fn rejects_unknown_fields_and_wrong_types() {
-        let e = Call::from_json(&json!({"server": "fs", "tool": "t", "argumnets": {}})).unwrap_err();
+        let e =
+            Call::from_json(&json!({"server": "fs", "tool": "t", "argumnets": {}})).unwrap_err();
         assert!(e.contains("unknown call field `argumnets`"), "{e}");
         let e = Call::from_json(&json!({"server": "fs", "tool": 3})).unwrap_err();
         assert_eq!(e, "`tool` must be a string");
-        let e = Call::from_json(&json!({"server": "fs", "tool": "t", "arguments": []})).unwrap_err();
+        let e =
+            Call::from_json(&json!({"server": "fs", "tool": "t", "arguments": []})).unwrap_err();
         assert_eq!(e, "`arguments` must be a JSON object");
         let e = Call::from_json(&json!({"tool": "t"})).unwrap_err();
         assert_eq!(e, "the call has no `server`");
-        let e = Call::from_json(&json!({"server": "s", "tool": "t", "time": "yesterday"})).unwrap_err();
+        let e =
+            Call::from_json(&json!({"server": "s", "tool": "t", "time": "yesterday"})).unwrap_err();
         assert!(e.contains("RFC 3339"), "{e}");
     }
 }

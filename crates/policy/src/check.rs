@@ -63,19 +63,45 @@ pub fn lint(policy: &CompiledPolicy) -> Vec<Lint> {
         unreachable(policy, rule, &mut out);
         costly_regexes(rule, &mut out);
         undeclared_tools(policy, rule, &mut out);
-        if rule.decision == Decision::Allow && rule.when.effect.as_ref().is_some_and(|e| e.contains(&Effect::Unknown)) {
-            out.push(lint_for(rule, "allow-unknown-effect",
-                format!("rule `{}` allows calls whose effect is unknown, i.e. tools nobody classified", rule.id),
-                "declare the tools in `tools` with their effect and allow those effects instead"));
+        if rule.decision == Decision::Allow
+            && rule
+                .when
+                .effect
+                .as_ref()
+                .is_some_and(|e| e.contains(&Effect::Unknown))
+        {
+            out.push(lint_for(
+                rule,
+                "allow-unknown-effect",
+                format!(
+                    "rule `{}` allows calls whose effect is unknown, i.e. tools nobody classified",
+                    rule.id
+                ),
+                "declare the tools in `tools` with their effect and allow those effects instead",
+            ));
         }
     }
-    for allow in policy.rules.iter().filter(|r| r.decision == Decision::Allow) {
+    for allow in policy
+        .rules
+        .iter()
+        .filter(|r| r.decision == Decision::Allow)
+    {
         for strict in policy.rules.iter().filter(|r| r.decision >= Decision::Deny) {
-            if covers(&strict.when, &allow.when) && strict.unless.is_none() && strict.hours.is_none() && !strict.when.uses_args() && !strict.when.uses_labels() && strict.when.principal.is_none() && strict.when.agent.is_none() {
+            if covers(&strict.when, &allow.when)
+                && strict.unless.is_none()
+                && strict.hours.is_none()
+                && !strict.when.uses_args()
+                && !strict.when.uses_labels()
+                && strict.when.principal.is_none()
+                && strict.when.agent.is_none()
+            {
                 out.push(lint_for(allow, "shadowed-rule",
                     format!("allow `{}` is shadowed: every call it matches is also matched by `{}` ({})", allow.id, strict.id, strict.decision),
                     "remove the allow rule or narrow the deny rule"));
-            } else if same_scope(&strict.when, &allow.when) && strict.when.uses_args() && !allow.when.uses_args() {
+            } else if same_scope(&strict.when, &allow.when)
+                && strict.when.uses_args()
+                && !allow.when.uses_args()
+            {
                 out.push(lint_for(allow, "allow-broader-than-deny",
                     format!("allow `{}` has no argument conditions while `{}` beside it does: every argument `{}` does not catch is allowed", allow.id, strict.id, strict.id),
                     "add a positive condition to the allow (e.g. `under`, `host`, `command`) so it does not depend on the deny listing every bad value"));
@@ -96,12 +122,19 @@ fn lint_for(rule: &Rule, code: &'static str, message: String, help: &str) -> Lin
 }
 
 fn unreachable(policy: &CompiledPolicy, rule: &Rule, out: &mut Vec<Lint>) {
-    if let Some(s) = &rule.when.server {
-        if !policy.servers.keys().any(|name| s.matches(name)) {
-            out.push(lint_for(rule, "unreachable-rule",
-                format!("rule `{}` can never match: no configured server matches `server: {}`", rule.id, s.patterns.join(", ")),
-                "correct the server name or configure the server under `servers`"));
-        }
+    if let Some(s) = &rule.when.server
+        && !policy.servers.keys().any(|name| s.matches(name))
+    {
+        out.push(lint_for(
+            rule,
+            "unreachable-rule",
+            format!(
+                "rule `{}` can never match: no configured server matches `server: {}`",
+                rule.id,
+                s.patterns.join(", ")
+            ),
+            "correct the server name or configure the server under `servers`",
+        ));
     }
 }
 
@@ -112,7 +145,9 @@ fn costly_regexes(rule: &Rule, out: &mut Vec<Lint>) {
         visit_conds(u, &mut |c| collect_regexes(c, &mut sources));
     }
     for src in sources {
-        let small = regex::RegexBuilder::new(&src).size_limit(WARN_REGEX_PROGRAM).build();
+        let small = regex::RegexBuilder::new(&src)
+            .size_limit(WARN_REGEX_PROGRAM)
+            .build();
         if matches!(small, Err(regex::Error::CompiledTooBig(_))) {
             out.push(lint_for(rule, "costly-regex",
                 format!("regex `{src}` in rule `{}` compiles to a large automaton (over {WARN_REGEX_PROGRAM} bytes)", rule.id),
@@ -162,7 +197,7 @@ fn undeclared_tools(policy: &CompiledPolicy, rule: &Rule, out: &mut Vec<Lint>) {
             if policy.servers.contains_key(s) && !policy.tools.covers(s, t) {
                 out.push(lint_for(rule, "undeclared-tool",
                     format!("tool `{s}.{t}` has no `tools` entry: its effect is unknown (treated as a mutation) and its arguments are read as plain strings"),
-                    "add e.g. `tools: { {s}.{t}: { effect: read, args: { path: path } } }`"));
+                    &format!("declare it, e.g. `tools: {{ {s}.{t}: {{ effect: read, args: {{ path: path }} }} }}`")));
             }
         }
     }
@@ -185,10 +220,15 @@ fn covers(outer: &Matcher, inner: &Matcher) -> bool {
 }
 
 fn methods(m: &Matcher) -> Vec<String> {
-    m.method.clone().unwrap_or_else(|| vec![crate::call::METHOD_TOOLS_CALL.to_owned()])
+    m.method
+        .clone()
+        .unwrap_or_else(|| vec![crate::call::METHOD_TOOLS_CALL.to_owned()])
 }
 
-fn names_cover(outer: Option<&crate::compile::names::NameSet>, inner: Option<&crate::compile::names::NameSet>) -> bool {
+fn names_cover(
+    outer: Option<&crate::compile::names::NameSet>,
+    inner: Option<&crate::compile::names::NameSet>,
+) -> bool {
     match (outer, inner) {
         (None, _) => true,
         (Some(_), None) => false,
@@ -198,7 +238,8 @@ fn names_cover(outer: Option<&crate::compile::names::NameSet>, inner: Option<&cr
 
 /// Whether two matchers target the same server and tool set (literally).
 fn same_scope(a: &Matcher, b: &Matcher) -> bool {
-    let same = |x: Option<&crate::compile::names::NameSet>, y: Option<&crate::compile::names::NameSet>| match (x, y) {
+    let same = |x: Option<&crate::compile::names::NameSet>,
+                y: Option<&crate::compile::names::NameSet>| match (x, y) {
         (None, None) => true,
         (Some(x), Some(y)) => {
             let mut px = x.patterns.clone();
@@ -209,5 +250,7 @@ fn same_scope(a: &Matcher, b: &Matcher) -> bool {
         }
         _ => false,
     };
-    same(a.server.as_ref(), b.server.as_ref()) && same(a.tool.as_ref(), b.tool.as_ref()) && methods(a) == methods(b)
+    same(a.server.as_ref(), b.server.as_ref())
+        && same(a.tool.as_ref(), b.tool.as_ref())
+        && methods(a) == methods(b)
 }

@@ -210,8 +210,11 @@ pub fn compile(
         if let Some(url) = &spec.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 errors.push(
-                    PolicyError::new(file, format!("`url: {url}` must start with http:// or https://"))
-                        .field(format!("{field}.url")),
+                    PolicyError::new(
+                        file,
+                        format!("`url: {url}` must start with http:// or https://"),
+                    )
+                    .field(format!("{field}.url")),
                 );
             }
             if spec.resolve_symlinks == Some(true) {
@@ -223,13 +226,13 @@ pub fn compile(
             }
         }
         for (key, path) in [("cwd", &spec.cwd), ("home", &spec.home)] {
-            if let Some(p) = path {
-                if crate::normalize::path::normalize_absolute(p).is_none() {
-                    errors.push(
-                        PolicyError::new(file, format!("`{key}: {p}` must be an absolute path"))
-                            .field(format!("{field}.{key}")),
-                    );
-                }
+            if let Some(p) = path
+                && crate::normalize::path::normalize_absolute(p).is_none()
+            {
+                errors.push(
+                    PolicyError::new(file, format!("`{key}: {p}` must be an absolute path"))
+                        .field(format!("{field}.{key}")),
+                );
             }
         }
         servers.insert(
@@ -247,7 +250,9 @@ pub fn compile(
         Ok(t) => t,
         Err(msgs) => {
             for m in msgs {
-                errors.push(PolicyError::new(file, m).help("see the `tools` section of docs/policy.md"));
+                errors.push(
+                    PolicyError::new(file, m).help("see the `tools` section of docs/policy.md"),
+                );
             }
             ToolTable::default()
         }
@@ -257,8 +262,11 @@ pub fn compile(
     for pattern in &resolved.hide {
         if !pattern.contains('.') {
             errors.push(
-                PolicyError::new(file, format!("`hide: {pattern}` must be `server.tool` (globs allowed)"))
-                    .field("hide"),
+                PolicyError::new(
+                    file,
+                    format!("`hide: {pattern}` must be `server.tool` (globs allowed)"),
+                )
+                .field("hide"),
             );
             continue;
         }
@@ -267,7 +275,8 @@ pub fn compile(
                 hide_builder.add(g);
             }
             Err(e) => errors.push(
-                PolicyError::new(file, format!("invalid glob `{pattern}`: {}", e.kind())).field("hide"),
+                PolicyError::new(file, format!("invalid glob `{pattern}`: {}", e.kind()))
+                    .field("hide"),
             ),
         }
     }
@@ -281,13 +290,26 @@ pub fn compile(
         let field = format!("rules[{i}] (`{}`)", spec.id);
         let err = |msg: String| PolicyError::new(file, msg).at(pos).field(field.clone());
         if !valid_rule_id(&spec.id) {
-            errors.push(err(format!("invalid rule id `{}`", spec.id)).help("use letters, digits, `-`, `_`, `.` and `:`"));
+            errors.push(
+                err(format!("invalid rule id `{}`", spec.id))
+                    .help("use letters, digits, `-`, `_`, `.` and `:`"),
+            );
         }
         if RESERVED_RULE_IDS.contains(&spec.id.as_str()) {
-            errors.push(err(format!("rule id `{}` is reserved for the engine's own decisions", spec.id)).help("choose another id"));
+            errors.push(
+                err(format!(
+                    "rule id `{}` is reserved for the engine's own decisions",
+                    spec.id
+                ))
+                .help("choose another id"),
+            );
         }
         if !seen_ids.insert(spec.id.clone()) {
-            errors.push(err(format!("duplicate rule id `{}`", spec.id)).help("every rule needs its own id, so each decision names the rule that made it"));
+            errors.push(
+                err(format!("duplicate rule id `{}`", spec.id)).help(
+                    "every rule needs its own id, so each decision names the rule that made it",
+                ),
+            );
         }
         let when = compile_matcher(&spec.when).map_err(|e| err(format!("when.{e}")));
         let unless = spec
@@ -301,7 +323,10 @@ pub fn compile(
             .map(|h| Hours::compile(h).map_err(|e| err(format!("hours: {e}"))))
             .transpose();
         if spec.approval.is_some() && spec.decision != Decision::RequireApproval {
-            errors.push(err("`approval` only applies to `decision: require_approval`".to_owned()).help("remove `approval` or change the decision"));
+            errors.push(
+                err("`approval` only applies to `decision: require_approval`".to_owned())
+                    .help("remove `approval` or change the decision"),
+            );
         }
         if let Some(limit) = &spec.limit {
             if let Some(m) = limit_problem(limit) {
@@ -311,10 +336,27 @@ pub fn compile(
                 errors.push(err("`limit` only applies to rules that let calls through (allow, require_approval)".to_owned()));
             }
         }
-        if !spec.taint.is_empty() && spec.decision != Decision::Allow && spec.decision != Decision::RequireApproval {
-            errors.push(err("`taint` only applies to rules that let calls through".to_owned()));
+        if !spec.taint.is_empty()
+            && spec.decision != Decision::Allow
+            && spec.decision != Decision::RequireApproval
+        {
+            errors.push(err(
+                "`taint` only applies to rules that let calls through".to_owned()
+            ));
         }
-        if spec.when.server.is_none() && spec.when.tool.is_none() && spec.when.effect.is_none() && spec.decision == Decision::Allow && spec.when.args.is_empty() && spec.when.paths.is_none() && spec.when.urls.is_none() && spec.when.principal.is_none() && spec.when.labels.is_none() && spec.when.any.is_none() && spec.when.values.is_none() && spec.when.agent.is_none() {
+        if spec.when.server.is_none()
+            && spec.when.tool.is_none()
+            && spec.when.effect.is_none()
+            && spec.decision == Decision::Allow
+            && spec.when.args.is_empty()
+            && spec.when.paths.is_none()
+            && spec.when.urls.is_none()
+            && spec.when.principal.is_none()
+            && spec.when.labels.is_none()
+            && spec.when.any.is_none()
+            && spec.when.values.is_none()
+            && spec.when.agent.is_none()
+        {
             errors.push(err("an allow rule with an empty `when` allows every call".to_owned()).help("name at least a server, tool or effect; allow-all belongs in a deliberate, scoped rule"));
         }
         match (when, unless, hours) {
@@ -360,7 +402,9 @@ pub fn compile(
 
 fn limit_problem(limit: &LimitSpec) -> Option<String> {
     match (&limit.calls, &limit.sum, &limit.max) {
-        (Some(0), _, _) => Some("`calls: 0` never allows anything; use `decision: deny`".to_owned()),
+        (Some(0), _, _) => {
+            Some("`calls: 0` never allows anything; use `decision: deny`".to_owned())
+        }
         (Some(_), None, None) => None,
         (None, Some(arg), Some(_)) if !arg.is_empty() => None,
         (None, Some(_), None) => Some("`sum` needs a `max` budget".to_owned()),
@@ -371,13 +415,21 @@ fn limit_problem(limit: &LimitSpec) -> Option<String> {
 
 /// Build the per-server index. Only top-level `when.server` and literal `when.tool` are used,
 /// so a rule is left out of a bucket only when it certainly cannot match there.
-fn build_index(servers: &BTreeMap<String, ServerInfo>, rules: &[Rule]) -> HashMap<String, ServerIndex> {
+fn build_index(
+    servers: &BTreeMap<String, ServerInfo>,
+    rules: &[Rule],
+) -> HashMap<String, ServerIndex> {
     let mut index = HashMap::new();
     for server in servers.keys() {
         let mut si = ServerIndex::default();
         let mut literal: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, rule) in rules.iter().enumerate() {
-            if rule.when.server.as_ref().is_some_and(|s| !s.matches(server)) {
+            if rule
+                .when
+                .server
+                .as_ref()
+                .is_some_and(|s| !s.matches(server))
+            {
                 continue;
             }
             match &rule.when.tool {

@@ -85,7 +85,15 @@ pub const GENERIC_DENY_REASON: &str = "this call is not allowed by policy";
 pub const APPROVAL_REASON: &str = "this call needs a human's approval";
 
 impl Evaluation {
-    fn engine(decision: Decision, rule: &str, reason: String, public: &str, class: ReasonClass, effect: Effect, mode: Mode) -> Self {
+    fn engine(
+        decision: Decision,
+        rule: &str,
+        reason: String,
+        public: &str,
+        class: ReasonClass,
+        effect: Effect,
+        mode: Mode,
+    ) -> Self {
         Evaluation {
             decision,
             rules: vec![rule.to_owned()],
@@ -115,7 +123,9 @@ pub fn explain(policy: &CompiledPolicy, call: &Call, ctx: &EvalContext<'_>) -> E
 }
 
 fn guarded(policy: &CompiledPolicy, call: &Call, ctx: &EvalContext<'_>, trace: bool) -> Evaluation {
-    match catch_unwind(AssertUnwindSafe(|| evaluate_inner(policy, call, ctx, trace))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        evaluate_inner(policy, call, ctx, trace)
+    })) {
         Ok(e) => e,
         Err(_) => Evaluation::engine(
             Decision::Deny,
@@ -145,7 +155,12 @@ impl Scope<'_> {
     }
 }
 
-fn evaluate_inner(policy: &CompiledPolicy, call: &Call, ctx: &EvalContext<'_>, trace: bool) -> Evaluation {
+fn evaluate_inner(
+    policy: &CompiledPolicy,
+    call: &Call,
+    ctx: &EvalContext<'_>,
+    trace: bool,
+) -> Evaluation {
     let Some(server) = policy.servers.get(&call.server) else {
         return Evaluation::engine(
             Decision::Deny,
@@ -164,7 +179,10 @@ fn evaluate_inner(policy: &CompiledPolicy, call: &Call, ctx: &EvalContext<'_>, t
         return Evaluation::engine(
             Decision::Deny,
             "hidden-tool",
-            format!("tool `{}.{}` is hidden by the policy", call.server, call.tool),
+            format!(
+                "tool `{}.{}` is hidden by the policy",
+                call.server, call.tool
+            ),
             "this tool is not available",
             ReasonClass::ToolIdentity,
             effect,
@@ -174,7 +192,14 @@ fn evaluate_inner(policy: &CompiledPolicy, call: &Call, ctx: &EvalContext<'_>, t
     let type_problem = declared_type_problem(&facts, &call.arguments);
     let scope = Scope {
         call,
-        readings: Readings::new(server, if server.resolve_symlinks { ctx.resolver } else { None }),
+        readings: Readings::new(
+            server,
+            if server.resolve_symlinks {
+                ctx.resolver
+            } else {
+                None
+            },
+        ),
         facts,
         notes: None,
     };
@@ -188,7 +213,9 @@ fn evaluate_inner(policy: &CompiledPolicy, call: &Call, ctx: &EvalContext<'_>, t
     let mut contributors: Vec<&Rule> = Vec::new();
     let mut traces = Vec::new();
     for &i in candidates {
-        let Some(rule) = policy.rules.get(i) else { continue };
+        let Some(rule) = policy.rules.get(i) else {
+            continue;
+        };
         let scope = Scope {
             notes: trace.then(|| std::cell::RefCell::new(Vec::new())),
             ..scope.share()
@@ -238,18 +265,18 @@ fn evaluate_inner(policy: &CompiledPolicy, call: &Call, ctx: &EvalContext<'_>, t
     }
 
     let mut result = combine(best, &contributors, call, effect, mode);
-    if let Some(problem) = type_problem {
-        if result.decision < Decision::Deny {
-            result = Evaluation::engine(
-                Decision::Deny,
-                "argument-type",
-                problem,
-                "an argument has the wrong type",
-                ReasonClass::Schema,
-                effect,
-                mode,
-            );
-        }
+    if let Some(problem) = type_problem
+        && result.decision <= Decision::Deny
+    {
+        result = Evaluation::engine(
+            Decision::Deny,
+            "argument-type",
+            problem,
+            "an argument has the wrong type",
+            ReasonClass::Schema,
+            effect,
+            mode,
+        );
     }
     result.trace = traces;
     result
@@ -266,7 +293,13 @@ impl<'a> Scope<'a> {
     }
 }
 
-fn combine(best: Option<Decision>, contributors: &[&Rule], call: &Call, effect: Effect, mode: Mode) -> Evaluation {
+fn combine(
+    best: Option<Decision>,
+    contributors: &[&Rule],
+    call: &Call,
+    effect: Effect,
+    mode: Mode,
+) -> Evaluation {
     let Some(decision) = best else {
         return Evaluation::engine(
             Decision::Deny,
@@ -323,7 +356,10 @@ fn combine(best: Option<Decision>, contributors: &[&Rule], call: &Call, effect: 
         Vec::new()
     };
     let mut taint: Vec<String> = if lets_through {
-        contributors.iter().flat_map(|r| r.taint.iter().cloned()).collect()
+        contributors
+            .iter()
+            .flat_map(|r| r.taint.iter().cloned())
+            .collect()
     } else {
         Vec::new()
     };
@@ -390,7 +426,7 @@ pub(crate) fn eval_matcher(m: &Matcher, scope: &Scope<'_>, top: bool) -> Tri {
         }};
     }
     match &m.method {
-        Some(methods) => and!("method", Tri::from_bool(methods.iter().any(|x| *x == call.method))),
+        Some(methods) => and!("method", Tri::from_bool(methods.contains(&call.method))),
         None if top => and!("method", Tri::from_bool(call.method == METHOD_TOOLS_CALL)),
         None => {}
     }
@@ -401,16 +437,28 @@ pub(crate) fn eval_matcher(m: &Matcher, scope: &Scope<'_>, top: bool) -> Tri {
         and!("tool", Tri::from_bool(t.matches(&call.tool)));
     }
     if let Some(effects) = &m.effect {
-        and!("effect", Tri::from_bool(effects.contains(&scope.facts.effect())));
+        and!(
+            "effect",
+            Tri::from_bool(effects.contains(&scope.facts.effect()))
+        );
     }
     if let Some(p) = &m.principal {
-        and!("principal", Tri::from_bool(call.principal.as_deref().is_some_and(|x| p.matches(x))));
+        and!(
+            "principal",
+            Tri::from_bool(call.principal.as_deref().is_some_and(|x| p.matches(x)))
+        );
     }
     if let Some(a) = &m.agent {
-        and!("agent", Tri::from_bool(call.agent.as_deref().is_some_and(|x| a.matches(x))));
+        and!(
+            "agent",
+            Tri::from_bool(call.agent.as_deref().is_some_and(|x| a.matches(x)))
+        );
     }
     if let Some(labels) = &m.labels {
-        and!("labels", Tri::from_bool(labels.iter().all(|l| call.labels.contains(l))));
+        and!(
+            "labels",
+            Tri::from_bool(labels.iter().all(|l| call.labels.contains(l)))
+        );
     }
     for (arg, c) in &m.args {
         let lookup = ArgLookup::find(arg, &call.arguments, &scope.facts);
@@ -418,10 +466,16 @@ pub(crate) fn eval_matcher(m: &Matcher, scope: &Scope<'_>, top: bool) -> Tri {
         and!(label.as_str(), cond::eval_arg(c, &lookup, scope, &label));
     }
     if let Some(c) = &m.paths {
-        and!("paths", cond::eval_declared(c, scope, args::DeclaredGroup::Paths));
+        and!(
+            "paths",
+            cond::eval_declared(c, scope, args::DeclaredGroup::Paths)
+        );
     }
     if let Some(c) = &m.urls {
-        and!("urls", cond::eval_declared(c, scope, args::DeclaredGroup::Urls));
+        and!(
+            "urls",
+            cond::eval_declared(c, scope, args::DeclaredGroup::Urls)
+        );
     }
     if let Some(c) = &m.values {
         and!("values", cond::eval_values(c, scope));

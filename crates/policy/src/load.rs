@@ -32,15 +32,20 @@ pub fn parse_policy(text: &str, file: &str) -> Result<PolicyFile, PolicyErrors> 
     if text.len() > MAX_POLICY_BYTES {
         return Err(PolicyError::new(
             file,
-            format!("the policy is {} bytes, more than the limit of {MAX_POLICY_BYTES}", text.len()),
+            format!(
+                "the policy is {} bytes, more than the limit of {MAX_POLICY_BYTES}",
+                text.len()
+            ),
         )
         .help("split the policy or remove generated content")
         .into());
     }
     if text.starts_with('\u{feff}') {
-        return Err(PolicyError::new(file, "the policy starts with a byte-order mark")
-            .help("save the file as UTF-8 without BOM")
-            .into());
+        return Err(
+            PolicyError::new(file, "the policy starts with a byte-order mark")
+                .help("save the file as UTF-8 without BOM")
+                .into(),
+        );
     }
     let policy: PolicyFile = serde_saphyr::from_str_with_options(text, yaml_options())
         .map_err(|e| yaml_error(file, &e))?;
@@ -50,7 +55,9 @@ pub fn parse_policy(text: &str, file: &str) -> Result<PolicyFile, PolicyErrors> 
             format!("unsupported policy version `{}`", policy.version),
         )
         .field("version")
-        .help(format!("this build of portcullis reads `version: {POLICY_VERSION}`"))
+        .help(format!(
+            "this build of portcullis reads `version: {POLICY_VERSION}`"
+        ))
         .into());
     }
     Ok(policy)
@@ -115,11 +122,9 @@ fn resolve_server(
 ) {
     let mut fix = |field: String, value: &mut String| match substitute(value, lookup) {
         Ok(v) => *value = v,
-        Err(msg) => errors.push(
-            PolicyError::new(file, msg)
-                .field(field)
-                .help("set the variable in the gateway's environment, or write `$${` for a literal `${`"),
-        ),
+        Err(msg) => errors.push(PolicyError::new(file, msg).field(field).help(
+            "set the variable in the gateway's environment, or write `$${` for a literal `${`",
+        )),
     };
     if let Some(command) = &mut server.command {
         for (i, word) in command.iter_mut().enumerate() {

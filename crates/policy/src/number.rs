@@ -45,7 +45,9 @@ impl Decimal {
         if int_part.is_empty() || !int_part.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        if mantissa.contains('.') && (frac_part.is_empty() || !frac_part.bytes().all(|b| b.is_ascii_digit())) {
+        if mantissa.contains('.')
+            && (frac_part.is_empty() || !frac_part.bytes().all(|b| b.is_ascii_digit()))
+        {
             return None;
         }
         let mut digits: Vec<u8> = int_part
@@ -113,10 +115,18 @@ impl Ord for Decimal {
         match (self.is_zero(), other.is_zero()) {
             (true, true) => return Ordering::Equal,
             (true, false) => {
-                return if other.negative { Ordering::Greater } else { Ordering::Less };
+                return if other.negative {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                };
             }
             (false, true) => {
-                return if self.negative { Ordering::Less } else { Ordering::Greater };
+                return if self.negative {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                };
             }
             (false, false) => {}
         }

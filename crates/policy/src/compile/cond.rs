@@ -102,7 +102,9 @@ fn glob_set(patterns: &[String], literal_separator: bool, fold: bool) -> Result<
             .map_err(|e| format!("invalid glob `{p}`: {}", e.kind()))?;
         builder.add(glob);
     }
-    builder.build().map_err(|e| format!("invalid glob list: {e}"))
+    builder
+        .build()
+        .map_err(|e| format!("invalid glob list: {e}"))
 }
 
 fn compile_regex(source: &str, fold: bool) -> Result<Regex, String> {
@@ -122,7 +124,8 @@ fn compile_regex(source: &str, fold: bool) -> Result<Regex, String> {
 
 fn decimal(n: &serde_json::Number, field: &str) -> Result<Decimal, String> {
     let text = n.to_string();
-    Decimal::parse(&text).ok_or_else(|| format!("`{field}: {text}` is not a number portcullis can compare exactly"))
+    Decimal::parse(&text)
+        .ok_or_else(|| format!("`{field}: {text}` is not a number portcullis can compare exactly"))
 }
 
 /// Compile one condition. `field` names where it sits, for messages.
@@ -151,7 +154,10 @@ pub(crate) fn compile_cond(spec: &CondSpec) -> Result<Cond, String> {
     }
     if let Some(source) = &spec.regex {
         if source.len() > MAX_REGEX_SOURCE {
-            return Err(format!("regex is {} bytes, more than the limit of {MAX_REGEX_SOURCE}", source.len()));
+            return Err(format!(
+                "regex is {} bytes, more than the limit of {MAX_REGEX_SOURCE}",
+                source.len()
+            ));
         }
         tests.push(Test::Regex(Box::new(RegexTest {
             source: source.clone(),
@@ -173,7 +179,11 @@ pub(crate) fn compile_cond(spec: &CondSpec) -> Result<Cond, String> {
         tests.push(Test::Under(bases));
     }
     if let Some(h) = &spec.host {
-        let patterns: Vec<String> = h.as_slice().iter().map(|p| p.to_ascii_lowercase()).collect();
+        let patterns: Vec<String> = h
+            .as_slice()
+            .iter()
+            .map(|p| p.to_ascii_lowercase())
+            .collect();
         if patterns.is_empty() {
             return Err("`host` is empty; list at least one host pattern".to_owned());
         }
@@ -184,7 +194,12 @@ pub(crate) fn compile_cond(spec: &CondSpec) -> Result<Cond, String> {
         tests.push(Test::PrivateAddress(b));
     }
     if let Some(s) = &spec.scheme {
-        tests.push(Test::Scheme(s.as_slice().iter().map(|x| x.to_ascii_lowercase()).collect()));
+        tests.push(Test::Scheme(
+            s.as_slice()
+                .iter()
+                .map(|x| x.to_ascii_lowercase())
+                .collect(),
+        ));
     }
     if let Some(p) = &spec.port {
         tests.push(Test::Port(p.as_slice().to_vec()));
@@ -192,7 +207,10 @@ pub(crate) fn compile_cond(spec: &CondSpec) -> Result<Cond, String> {
     if let Some(c) = &spec.command {
         let mut patterns = Vec::new();
         for p in c.as_slice() {
-            patterns.push(CommandPattern::new(p).map_err(|e| format!("invalid command pattern `{p}`: {e}"))?);
+            patterns.push(
+                CommandPattern::new(p)
+                    .map_err(|e| format!("invalid command pattern `{p}`: {e}"))?,
+            );
         }
         if patterns.is_empty() {
             return Err("`command` is empty; list at least one pattern".to_owned());
@@ -213,10 +231,10 @@ pub(crate) fn compile_cond(spec: &CondSpec) -> Result<Cond, String> {
     }
     let min = spec.min.as_ref().map(|n| decimal(n, "min")).transpose()?;
     let max = spec.max.as_ref().map(|n| decimal(n, "max")).transpose()?;
-    if let (Some(lo), Some(hi)) = (&min, &max) {
-        if lo > hi {
-            return Err("`min` is greater than `max`, so the condition never holds".to_owned());
-        }
+    if let (Some(lo), Some(hi)) = (&min, &max)
+        && lo > hi
+    {
+        return Err("`min` is greater than `max`, so the condition never holds".to_owned());
     }
     if let Some(lo) = min {
         tests.push(Test::Min(lo));
@@ -229,15 +247,25 @@ pub(crate) fn compile_cond(spec: &CondSpec) -> Result<Cond, String> {
     }
     if let Some(p) = spec.present {
         if !p && (!tests.is_empty() || spec.not.is_some() || spec.any.is_some()) {
-            return Err("`present: false` cannot be combined with tests on the value, which is absent".to_owned());
+            return Err(
+                "`present: false` cannot be combined with tests on the value, which is absent"
+                    .to_owned(),
+            );
         }
         tests.push(Test::Present(p));
     }
-    let not = spec.not.as_ref().map(|n| compile_cond(n).map(Box::new)).transpose().map_err(|e| format!("not: {e}"))?;
+    let not = spec
+        .not
+        .as_ref()
+        .map(|n| compile_cond(n).map(Box::new))
+        .transpose()
+        .map_err(|e| format!("not: {e}"))?;
     let any = match &spec.any {
         None => None,
         Some(list) if list.is_empty() => {
-            return Err("`any` is empty, so it never holds; list at least one condition".to_owned());
+            return Err(
+                "`any` is empty, so it never holds; list at least one condition".to_owned(),
+            );
         }
         Some(list) => {
             let mut out = Vec::new();
@@ -248,7 +276,9 @@ pub(crate) fn compile_cond(spec: &CondSpec) -> Result<Cond, String> {
         }
     };
     if tests.is_empty() && not.is_none() && any.is_none() {
-        return Err("the condition is empty; add a test such as `glob`, `under` or `equals`".to_owned());
+        return Err(
+            "the condition is empty; add a test such as `glob`, `under` or `equals`".to_owned(),
+        );
     }
     Ok(Cond { tests, not, any })
 }
@@ -258,6 +288,9 @@ impl Cond {
     pub(crate) fn any_test(&self, f: &dyn Fn(&Test) -> bool) -> bool {
         self.tests.iter().any(f)
             || self.not.as_ref().is_some_and(|n| n.any_test(f))
-            || self.any.as_ref().is_some_and(|a| a.iter().any(|c| c.any_test(f)))
+            || self
+                .any
+                .as_ref()
+                .is_some_and(|a| a.iter().any(|c| c.any_test(f)))
     }
 }

@@ -76,7 +76,8 @@ impl Hours {
             return Tri::Unknown;
         };
         let local = time.to_zoned(self.tz.clone());
-        let minute = u16::from(local.hour().unsigned_abs()) * 60 + u16::from(local.minute().unsigned_abs());
+        let minute =
+            u16::from(local.hour().unsigned_abs()) * 60 + u16::from(local.minute().unsigned_abs());
         let day = match local.weekday() {
             JiffWeekday::Monday => 0,
             JiffWeekday::Tuesday => 1,
@@ -114,26 +115,50 @@ mod tests {
     #[test]
     fn office_hours_in_berlin() {
         let h = hours(
-            vec![Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri],
+            vec![
+                Weekday::Mon,
+                Weekday::Tue,
+                Weekday::Wed,
+                Weekday::Thu,
+                Weekday::Fri,
+            ],
             "08:00",
             "18:00",
             Some("Europe/Berlin"),
         );
         // Monday 2026-01-05 09:30 Berlin = 08:30 UTC.
-        assert_eq!(h.holds(Some("2026-01-05T08:30:00Z".parse().unwrap())), Tri::True);
+        assert_eq!(
+            h.holds(Some("2026-01-05T08:30:00Z".parse().unwrap())),
+            Tri::True
+        );
         // 06:59 UTC = 07:59 Berlin: before the window.
-        assert_eq!(h.holds(Some("2026-01-05T06:59:00Z".parse().unwrap())), Tri::False);
+        assert_eq!(
+            h.holds(Some("2026-01-05T06:59:00Z".parse().unwrap())),
+            Tri::False
+        );
         // Saturday.
-        assert_eq!(h.holds(Some("2026-01-10T10:00:00Z".parse().unwrap())), Tri::False);
+        assert_eq!(
+            h.holds(Some("2026-01-10T10:00:00Z".parse().unwrap())),
+            Tri::False
+        );
         assert_eq!(h.holds(None), Tri::Unknown);
     }
 
     #[test]
     fn window_across_midnight() {
         let h = hours(vec![], "22:00", "06:00", None);
-        assert_eq!(h.holds(Some("2026-01-05T23:00:00Z".parse().unwrap())), Tri::True);
-        assert_eq!(h.holds(Some("2026-01-05T05:59:00Z".parse().unwrap())), Tri::True);
-        assert_eq!(h.holds(Some("2026-01-05T12:00:00Z".parse().unwrap())), Tri::False);
+        assert_eq!(
+            h.holds(Some("2026-01-05T23:00:00Z".parse().unwrap())),
+            Tri::True
+        );
+        assert_eq!(
+            h.holds(Some("2026-01-05T05:59:00Z".parse().unwrap())),
+            Tri::True
+        );
+        assert_eq!(
+            h.holds(Some("2026-01-05T12:00:00Z".parse().unwrap())),
+            Tri::False
+        );
     }
 
     #[test]
@@ -144,9 +169,25 @@ mod tests {
             to: to.into(),
             tz: tz.map(str::to_owned),
         };
-        assert!(Hours::compile(&spec("8", "18:00", None)).unwrap_err().contains("HH:MM"));
-        assert!(Hours::compile(&spec("25:00", "18:00", None)).unwrap_err().contains("between"));
-        assert!(Hours::compile(&spec("08:00", "08:00", None)).unwrap_err().contains("empty"));
-        assert!(Hours::compile(&spec("08:00", "09:00", Some("Mars/Olympus"))).unwrap_err().contains("unknown time zone"));
+        assert!(
+            Hours::compile(&spec("8", "18:00", None))
+                .unwrap_err()
+                .contains("HH:MM")
+        );
+        assert!(
+            Hours::compile(&spec("25:00", "18:00", None))
+                .unwrap_err()
+                .contains("between")
+        );
+        assert!(
+            Hours::compile(&spec("08:00", "08:00", None))
+                .unwrap_err()
+                .contains("empty")
+        );
+        assert!(
+            Hours::compile(&spec("08:00", "09:00", Some("Mars/Olympus")))
+                .unwrap_err()
+                .contains("unknown time zone")
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! Compiling `when` / `unless` (`MatchSpec`).
 
+use crate::call::{METHOD_PROMPTS_GET, METHOD_RESOURCES_READ, METHOD_TOOLS_CALL};
 use crate::compile::cond::{Cond, compile_cond};
 use crate::compile::names::NameSet;
-use crate::call::{METHOD_PROMPTS_GET, METHOD_RESOURCES_READ, METHOD_TOOLS_CALL};
 use crate::decision::Effect;
 use crate::model::MatchSpec;
 
@@ -43,9 +43,13 @@ pub(crate) struct Matcher {
 }
 
 /// The methods a rule may name.
-pub(crate) const EVALUATED_METHODS: [&str; 3] = [METHOD_TOOLS_CALL, METHOD_RESOURCES_READ, METHOD_PROMPTS_GET];
+pub(crate) const EVALUATED_METHODS: [&str; 3] =
+    [METHOD_TOOLS_CALL, METHOD_RESOURCES_READ, METHOD_PROMPTS_GET];
 
-fn names(list: Option<&crate::model::OneOrMany<String>>, field: &str) -> Result<Option<NameSet>, String> {
+fn names(
+    list: Option<&crate::model::OneOrMany<String>>,
+    field: &str,
+) -> Result<Option<NameSet>, String> {
     list.map(|l| NameSet::new(l.as_slice()).map_err(|e| format!("{field}: {e}")))
         .transpose()
 }
@@ -79,7 +83,8 @@ pub(crate) fn compile_matcher(spec: &MatchSpec) -> Result<Matcher, String> {
         args.push((arg, compiled));
     }
     let cond = |c: Option<&crate::model::CondSpec>, field: &str| {
-        c.map(|c| compile_cond(c).map_err(|e| format!("{field}: {e}"))).transpose()
+        c.map(|c| compile_cond(c).map_err(|e| format!("{field}: {e}")))
+            .transpose()
     };
     let any = match &spec.any {
         None => None,
@@ -95,7 +100,11 @@ pub(crate) fn compile_matcher(spec: &MatchSpec) -> Result<Matcher, String> {
     let not = spec
         .not
         .as_ref()
-        .map(|m| compile_matcher(m).map(Box::new).map_err(|e| format!("not.{e}")))
+        .map(|m| {
+            compile_matcher(m)
+                .map(Box::new)
+                .map_err(|e| format!("not.{e}"))
+        })
         .transpose()?;
     let labels = spec.labels.as_ref().map(|l| l.as_slice().to_vec());
     if labels.as_ref().is_some_and(Vec::is_empty) {
@@ -129,14 +138,20 @@ impl Matcher {
             || self.paths.is_some()
             || self.urls.is_some()
             || self.values.is_some()
-            || self.any.as_ref().is_some_and(|a| a.iter().any(Matcher::uses_args))
+            || self
+                .any
+                .as_ref()
+                .is_some_and(|a| a.iter().any(Matcher::uses_args))
             || self.not.as_ref().is_some_and(|n| n.uses_args())
     }
 
     /// Whether the matcher looks at session labels anywhere.
     pub(crate) fn uses_labels(&self) -> bool {
         self.labels.is_some()
-            || self.any.as_ref().is_some_and(|a| a.iter().any(Matcher::uses_labels))
+            || self
+                .any
+                .as_ref()
+                .is_some_and(|a| a.iter().any(Matcher::uses_labels))
             || self.not.as_ref().is_some_and(|n| n.uses_labels())
     }
 }

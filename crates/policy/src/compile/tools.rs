@@ -55,14 +55,20 @@ impl ToolTable {
             }
             if has_glob_meta(key) {
                 match GlobBuilder::new(key).literal_separator(false).build() {
-                    Ok(g) => table.globs.push((key.clone(), g.compile_matcher(), spec.clone())),
+                    Ok(g) => table
+                        .globs
+                        .push((key.clone(), g.compile_matcher(), spec.clone())),
                     Err(e) => errors.push(format!("tools.{key}: invalid glob: {}", e.kind())),
                 }
             } else {
                 table.exact.insert(key.clone(), spec.clone());
             }
         }
-        if errors.is_empty() { Ok(table) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(table)
+        } else {
+            Err(errors)
+        }
     }
 
     /// The facts for `server.tool`: an exact entry wins; otherwise the glob entries, which must

@@ -55,8 +55,14 @@ impl<'a> ArgLookup<'a> {
 }
 
 /// RFC 6901 lookup inside the arguments object.
-fn pointer_get<'a>(args: &'a Map<String, Value>, pointer: &str) -> Result<Option<&'a Value>, String> {
-    let mut parts = pointer.split('/').skip(1).map(|p| p.replace("~1", "/").replace("~0", "~"));
+fn pointer_get<'a>(
+    args: &'a Map<String, Value>,
+    pointer: &str,
+) -> Result<Option<&'a Value>, String> {
+    let mut parts = pointer
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"));
     let Some(first) = parts.next() else {
         return Ok(None);
     };
@@ -110,19 +116,22 @@ pub(crate) fn fits(kind: ArgKind, v: &Value) -> bool {
 
 /// DESIGN §3.4: a value of the wrong JSON type for its declared kind makes the call
 /// undecidable — denied, never coerced.
-pub(crate) fn declared_type_problem(facts: &ToolFacts<'_>, args: &Map<String, Value>) -> Option<String> {
+pub(crate) fn declared_type_problem(
+    facts: &ToolFacts<'_>,
+    args: &Map<String, Value>,
+) -> Option<String> {
     let ToolFacts::Declared(spec) = facts else {
         return None;
     };
     for (name, kind) in &spec.args {
-        if let Some(v) = args.get(name) {
-            if !fits(*kind, v) {
-                return Some(format!(
-                    "argument `{name}` is declared `{}` but the call gives a {}",
-                    kind.as_str(),
-                    type_name(v)
-                ));
-            }
+        if let Some(v) = args.get(name)
+            && !fits(*kind, v)
+        {
+            return Some(format!(
+                "argument `{name}` is declared `{}` but the call gives a {}",
+                kind.as_str(),
+                type_name(v)
+            ));
         }
     }
     None

@@ -37,7 +37,10 @@ fn eval_absent(c: &Cond) -> Tri {
         result = Tri::False;
     }
     if let Some(list) = &c.any {
-        result = result.and(list.iter().fold(Tri::False, |acc, sub| acc.or(eval_absent(sub))));
+        result = result.and(
+            list.iter()
+                .fold(Tri::False, |acc, sub| acc.or(eval_absent(sub))),
+        );
     }
     if c.tests.is_empty() && c.any.is_none() {
         return Tri::False;
@@ -67,25 +70,40 @@ fn allows_list(kind: Option<ArgKind>) -> bool {
 
 /// A condition on a present value: arrays element by element (true when it holds for every
 /// element, false when for none, unknown otherwise; an empty array is false).
-pub(crate) fn eval_value(c: &Cond, v: &Value, kind: Option<ArgKind>, scope: &Scope<'_>, label: &str) -> Tri {
-    if let Value::Array(items) = v {
-        if has_element_tests(c) {
-            if !allows_list(kind) {
-                scope.note(|| format!("{label}: unknown because a list was given where one value is declared"));
-                return Tri::Unknown;
-            }
-            if items.is_empty() {
-                scope.note(|| format!("{label}: false because the list is empty"));
-                return Tri::False;
-            }
-            let ek = element_kind(kind);
-            return Tri::all_or_none(items.iter().map(|e| eval_cond(c, v, e, ek, scope, label)));
+pub(crate) fn eval_value(
+    c: &Cond,
+    v: &Value,
+    kind: Option<ArgKind>,
+    scope: &Scope<'_>,
+    label: &str,
+) -> Tri {
+    if let Value::Array(items) = v
+        && has_element_tests(c)
+    {
+        if !allows_list(kind) {
+            scope.note(|| {
+                format!("{label}: unknown because a list was given where one value is declared")
+            });
+            return Tri::Unknown;
         }
+        if items.is_empty() {
+            scope.note(|| format!("{label}: false because the list is empty"));
+            return Tri::False;
+        }
+        let ek = element_kind(kind);
+        return Tri::all_or_none(items.iter().map(|e| eval_cond(c, v, e, ek, scope, label)));
     }
     eval_cond(c, v, v, kind, scope, label)
 }
 
-fn eval_cond(c: &Cond, whole: &Value, elem: &Value, kind: Option<ArgKind>, scope: &Scope<'_>, label: &str) -> Tri {
+fn eval_cond(
+    c: &Cond,
+    whole: &Value,
+    elem: &Value,
+    kind: Option<ArgKind>,
+    scope: &Scope<'_>,
+    label: &str,
+) -> Tri {
     let mut acc = Tri::True;
     for t in &c.tests {
         let r = eval_test(t, whole, elem, kind, scope, label);
@@ -134,7 +152,14 @@ fn dual(exact: bool, folded: bool) -> Tri {
     Tri::all_or_none([Tri::from_bool(exact), Tri::from_bool(folded)])
 }
 
-fn eval_test(t: &Test, whole: &Value, elem: &Value, kind: Option<ArgKind>, scope: &Scope<'_>, label: &str) -> Tri {
+fn eval_test(
+    t: &Test,
+    whole: &Value,
+    elem: &Value,
+    kind: Option<ArgKind>,
+    scope: &Scope<'_>,
+    label: &str,
+) -> Tri {
     let mistyped = |expected: &str| {
         scope.note(|| {
             format!(
@@ -149,9 +174,9 @@ fn eval_test(t: &Test, whole: &Value, elem: &Value, kind: Option<ArgKind>, scope
         Test::Present(p) => Tri::from_bool(*p),
         Test::Type(ty) => Tri::from_bool(json_type_holds(*ty, whole)),
         Test::Equals(expected) => equals(elem, expected, kind, scope, label),
-        Test::OneOf(options) => options
-            .iter()
-            .fold(Tri::False, |acc, o| acc.or(equals(elem, o, kind, scope, label))),
+        Test::OneOf(options) => options.iter().fold(Tri::False, |acc, o| {
+            acc.or(equals(elem, o, kind, scope, label))
+        }),
         Test::MaxLength(n) => match elem.as_str() {
             Some(s) => Tri::from_bool(s.chars().count() as u64 <= *n),
             None => mistyped("a string"),
@@ -164,7 +189,11 @@ fn eval_test(t: &Test, whole: &Value, elem: &Value, kind: Option<ArgKind>, scope
                 scope.note(|| format!("{label}: the number `{n}` cannot be compared exactly"));
                 return Tri::Unknown;
             };
-            Tri::from_bool(if matches!(t, Test::Min(_)) { d >= *bound } else { d <= *bound })
+            Tri::from_bool(if matches!(t, Test::Min(_)) {
+                d >= *bound
+            } else {
+                d <= *bound
+            })
         }
         Test::Secret(expected) => match elem {
             Value::String(s) => Tri::from_bool(find_secret(s).is_some() == *expected),
@@ -182,7 +211,10 @@ fn eval_test(t: &Test, whole: &Value, elem: &Value, kind: Option<ArgKind>, scope
             dual(r.exact.is_match(s), r.folded.is_match(s))
         }),
         Test::Contains(needle) => with_string(elem, kind, scope, label, &mistyped, |s, _| {
-            dual(s.contains(needle.as_str()), s.to_lowercase().contains(&needle.to_lowercase()))
+            dual(
+                s.contains(needle.as_str()),
+                s.to_lowercase().contains(&needle.to_lowercase()),
+            )
         }),
         Test::Under(bases) => {
             let Value::String(s) = elem else {
@@ -200,12 +232,14 @@ fn eval_test(t: &Test, whole: &Value, elem: &Value, kind: Option<ArgKind>, scope
             Some(UrlHost::Name(n)) => Tri::from_bool(set.is_match(n)),
             Some(UrlHost::Ip(ip)) => Tri::from_bool(set.is_match(ip.to_string())),
         }),
-        Test::PrivateAddress(expected) => over_urls(elem, scope, label, &mistyped, |r| match &r.host {
-            None => Tri::False,
-            Some(h) => Tri::from_bool(host_is_private(h) == *expected),
-        }),
+        Test::PrivateAddress(expected) => {
+            over_urls(elem, scope, label, &mistyped, |r| match &r.host {
+                None => Tri::False,
+                Some(h) => Tri::from_bool(host_is_private(h) == *expected),
+            })
+        }
         Test::Scheme(list) => over_urls(elem, scope, label, &mistyped, |r| {
-            Tri::from_bool(list.iter().any(|s| *s == r.scheme))
+            Tri::from_bool(list.contains(&r.scheme))
         }),
         Test::Port(list) => over_urls(elem, scope, label, &mistyped, |r| {
             Tri::from_bool(r.port.is_some_and(|p| list.contains(&p)))
@@ -246,7 +280,13 @@ fn with_string(
     }
 }
 
-fn over_paths(elem: &Value, s: &str, scope: &Scope<'_>, label: &str, f: impl Fn(&str) -> Tri) -> Tri {
+fn over_paths(
+    elem: &Value,
+    s: &str,
+    scope: &Scope<'_>,
+    label: &str,
+    f: impl Fn(&str) -> Tri,
+) -> Tri {
     let readings = scope.readings.path(elem, s);
     match readings.as_ref() {
         Err(why) => {
@@ -261,7 +301,14 @@ fn over_paths(elem: &Value, s: &str, scope: &Scope<'_>, label: &str, f: impl Fn(
                     let detail: Vec<String> = list
                         .iter()
                         .zip(&results)
-                        .map(|(r, t)| format!("`{}` ({:?}) → {}", r.path, r.kind, crate::eval::tri_word(*t)))
+                        .map(|(r, t)| {
+                            format!(
+                                "`{}` ({:?}) → {}",
+                                r.path,
+                                r.kind,
+                                crate::eval::tri_word(*t)
+                            )
+                        })
                         .collect();
                     format!("{label}: the readings disagree: {}", detail.join(", "))
                 });
@@ -290,27 +337,43 @@ fn over_urls(
         Ok(list) => {
             let combined = Tri::all_or_none(list.iter().map(&f));
             if combined == Tri::Unknown {
-                scope.note(|| format!("{label}: the URL's readings disagree ({} parsers)", list.len()));
+                scope.note(|| {
+                    format!(
+                        "{label}: the URL's readings disagree ({} parsers)",
+                        list.len()
+                    )
+                });
             }
             combined
         }
     }
 }
 
-fn equals(elem: &Value, expected: &Value, kind: Option<ArgKind>, scope: &Scope<'_>, label: &str) -> Tri {
+fn equals(
+    elem: &Value,
+    expected: &Value,
+    kind: Option<ArgKind>,
+    scope: &Scope<'_>,
+    label: &str,
+) -> Tri {
     match (elem, expected) {
         (Value::String(s), Value::String(e)) => {
             if kind == Some(ArgKind::Path) {
                 let Some(target) = crate::normalize::path::normalize_absolute(e) else {
                     return Tri::from_bool(s == e);
                 };
-                over_paths(elem, s, scope, label, |p| dual(p == target, p.to_lowercase() == target.to_lowercase()))
+                over_paths(elem, s, scope, label, |p| {
+                    dual(p == target, p.to_lowercase() == target.to_lowercase())
+                })
             } else {
                 Tri::from_bool(s == e)
             }
         }
         (Value::Number(a), Value::Number(b)) => {
-            match (Decimal::parse(&a.to_string()), Decimal::parse(&b.to_string())) {
+            match (
+                Decimal::parse(&a.to_string()),
+                Decimal::parse(&b.to_string()),
+            ) {
                 (Some(a), Some(b)) => Tri::from_bool(a == b),
                 _ => Tri::Unknown,
             }
@@ -364,7 +427,11 @@ pub(crate) fn eval_declared(c: &Cond, scope: &Scope<'_>, group: DeclaredGroup) -
         return Tri::False;
     }
     let kind = Some(group.element_kind());
-    Tri::all_or_none(elements.into_iter().map(|e| eval_cond(c, e, e, kind, scope, label)))
+    Tri::all_or_none(
+        elements
+            .into_iter()
+            .map(|e| eval_cond(c, e, e, kind, scope, label)),
+    )
 }
 
 /// `values`: a condition on every string anywhere in the arguments.
@@ -375,13 +442,19 @@ pub(crate) fn eval_values(c: &Cond, scope: &Scope<'_>) -> Tri {
         collect_strings(v, 0, &mut strings, &mut too_deep);
     }
     if too_deep {
-        scope.note(|| format!("values: unknown because the arguments nest deeper than {MAX_VALUES_DEPTH}"));
+        scope.note(|| {
+            format!("values: unknown because the arguments nest deeper than {MAX_VALUES_DEPTH}")
+        });
         return Tri::Unknown;
     }
     if strings.is_empty() {
         return Tri::False;
     }
-    Tri::all_or_none(strings.into_iter().map(|s| eval_cond(c, s, s, None, scope, "values")))
+    Tri::all_or_none(
+        strings
+            .into_iter()
+            .map(|s| eval_cond(c, s, s, None, scope, "values")),
+    )
 }
 
 fn collect_strings<'a>(v: &'a Value, depth: usize, out: &mut Vec<&'a Value>, too_deep: &mut bool) {
@@ -391,8 +464,12 @@ fn collect_strings<'a>(v: &'a Value, depth: usize, out: &mut Vec<&'a Value>, too
     }
     match v {
         Value::String(_) => out.push(v),
-        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, depth + 1, out, too_deep)),
-        Value::Object(map) => map.values().for_each(|i| collect_strings(i, depth + 1, out, too_deep)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| collect_strings(i, depth + 1, out, too_deep)),
+        Value::Object(map) => map
+            .values()
+            .for_each(|i| collect_strings(i, depth + 1, out, too_deep)),
         _ => {}
     }
 }

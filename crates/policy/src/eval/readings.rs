@@ -13,15 +13,16 @@ use crate::normalize::shell::simple_command_words;
 use crate::normalize::url::{UrlReading, url_readings};
 
 type Cached<T> = Rc<Result<T, Uncertain>>;
+type Cache<T> = Rc<RefCell<Vec<(usize, Cached<T>)>>>;
 
 /// A cache keyed by the address of the JSON string being read; the call outlives the cache.
 #[derive(Clone)]
 pub(crate) struct Readings<'a> {
     server: &'a ServerInfo,
     resolver: Option<&'a dyn PathResolver>,
-    paths: Rc<RefCell<Vec<(usize, Cached<Vec<PathReading>>)>>>,
-    urls: Rc<RefCell<Vec<(usize, Cached<Vec<UrlReading>>)>>>,
-    words: Rc<RefCell<Vec<(usize, Cached<Vec<String>>)>>>,
+    paths: Cache<Vec<PathReading>>,
+    urls: Cache<Vec<UrlReading>>,
+    words: Cache<Vec<String>>,
 }
 
 fn key(v: &Value) -> usize {

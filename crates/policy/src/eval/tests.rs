@@ -1,1 +1,1 @@
-use super::*;
+// Unit tests are added by the policy test work.

@@ -19,7 +19,9 @@ impl PolicyDuration {
     /// Parse `30s`, `10m`, `1h`, `1d`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let unit_at = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let unit_at = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (digits, unit) = text.split_at(unit_at);
         let help = "write a whole number followed by s, m, h or d, e.g. `30s`, `10m`, `1h`, `1d`";
         let n: u64 = digits
@@ -55,11 +57,11 @@ impl PolicyDuration {
 impl fmt::Display for PolicyDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.seconds;
-        if s % 86_400 == 0 {
+        if s.is_multiple_of(86_400) {
             write!(f, "{}d", s / 86_400)
-        } else if s % 3600 == 0 {
+        } else if s.is_multiple_of(3600) {
             write!(f, "{}h", s / 3600)
-        } else if s % 60 == 0 {
+        } else if s.is_multiple_of(60) {
             write!(f, "{}m", s / 60)
         } else {
             write!(f, "{s}s")
@@ -110,8 +112,16 @@ mod tests {
     fn rejects_bad_durations_with_help() {
         let e = PolicyDuration::parse("10 minutes").unwrap_err();
         assert!(e.contains("invalid duration unit"), "{e}");
-        assert!(PolicyDuration::parse("0s").unwrap_err().contains("between 1s and 366d"));
-        assert!(PolicyDuration::parse("m").unwrap_err().contains("invalid duration"));
+        assert!(
+            PolicyDuration::parse("0s")
+                .unwrap_err()
+                .contains("between 1s and 366d")
+        );
+        assert!(
+            PolicyDuration::parse("m")
+                .unwrap_err()
+                .contains("invalid duration")
+        );
         assert!(PolicyDuration::parse("999999999999999999d").is_err());
         assert!(PolicyDuration::parse("-1s").is_err());
     }

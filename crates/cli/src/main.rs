@@ -3,10 +3,12 @@
 //! `main` only parses arguments and dispatches; each subcommand lives in its own module.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod check;
 mod explain;
 mod pack;
 mod policy_file;
+mod run;
 mod schema;
 mod test_cases;
 
@@ -48,6 +50,8 @@ enum Command {
     Test(test_cases::TestArgs),
     Pack(pack::PackArgs),
     Schema(schema::SchemaArgs),
+    Run(run::RunArgs),
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,8 @@ fn main() -> ExitCode {
         Command::Test(args) => test_cases::run(&args),
         Command::Pack(args) => pack::run(&args),
         Command::Schema(args) => schema::run(&args),
+        Command::Run(args) => run::run(args),
+        Command::Audit(args) => audit::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,217 @@
+//! `portcullis audit`: verify, read and export the audit chain.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use portcullis_store::{AuditEntry, SqliteStore};
+
+use crate::policy_file::DEFAULT_POLICY;
+
+/// How often `audit tail --follow` looks for new records.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+/// Records read per query by `export` and `--follow`, bounding memory on a large log.
+const PAGE: usize = 1000;
+
+/// Verify, read and export the audit log.
+///
+/// Every decision the gateway makes is recorded before the call is forwarded, and every forwarded
+/// call gets an outcome record. Records are hash-chained and the chain head is signed with the
+/// gateway's Ed25519 key, so `verify` finds any edit, deletion, insertion or reordering.
+///
+/// The log lives in the state directory: --state-dir DIR, or the one the policy names (its
+/// `state_dir`, else `.portcullis/` beside it), with --policy FILE (default ./portcullis.yaml).
+///
+/// Examples:
+///   portcullis audit verify --policy portcullis.yaml
+///   portcullis audit tail -n 20
+///   portcullis audit tail --follow --json --state-dir /var/lib/portcullis
+///   portcullis audit export --jsonl > audit.jsonl
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct AuditArgs {
+    /// The policy file whose state directory holds the log.
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "state_dir")]
+    policy: Option<PathBuf>,
+    /// The state directory holding the log.
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    action: AuditAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Check the whole chain and its signed head; exit 1 naming the first bad record.
+    Verify,
+    /// Print the last records, oldest first.
+    Tail {
+        /// How many records.
+        #[arg(short = 'n', long = "lines", default_value_t = 10, value_name = "N")]
+        n: usize,
+        /// Keep printing new records as they are written (Ctrl-C to stop).
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every record as JSON lines.
+    Export {
+        /// JSON lines, one record per line (the only format so far).
+        #[arg(long, required = true)]
+        jsonl: bool,
+    },
+}
+
+pub(crate) fn run(args: &AuditArgs) -> Result<u8> {
+    let dir = locate(args)?;
+    if !dir.is_dir() {
+        bail!(
+            "no audit log at `{}`: the directory does not exist\nhelp: point --state-dir or --policy at the gateway's state",
+            dir.display()
+        );
+    }
+    if !dir.join(portcullis_store::DB_FILE).is_file() {
+        bail!(
+            "no audit log at `{}`: there is no `{}` in it",
+            dir.display(),
+            portcullis_store::DB_FILE
+        );
+    }
+    let store = SqliteStore::open(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match &args.action {
+        AuditAction::Verify => verify(&store),
+        AuditAction::Tail { n, follow, json } => tail(&store, *n, *follow, *json),
+        AuditAction::Export { .. } => export(&store),
+    }
+}
+
+fn locate(args: &AuditArgs) -> Result<PathBuf> {
+    if let Some(dir) = &args.state_dir {
+        return Ok(dir.clone());
+    }
+    let policy_path = args
+        .policy
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY));
+    let (policy, _) = portcullis_gateway::load_policy(&policy_path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| {
+            format!(
+                "cannot find the state directory through `{}`",
+                policy_path.display()
+            )
+        })?;
+    Ok(portcullis_gateway::state_dir(
+        &policy_path,
+        &policy,
+        None::<&Path>,
+    ))
+}
+
+fn verify(store: &SqliteStore) -> Result<u8> {
+    let report = store.verify().map_err(|e| anyhow::anyhow!("{e}"))?;
+    match report.problem {
+        None if report.ok => {
+            println!(
+                "audit chain ok: {} records, signed head at {}, key {}",
+                report.records,
+                report
+                    .head_seq
+                    .map_or_else(|| "none (empty log)".to_owned(), |s| format!("record {s}")),
+                store.public_key_hex()
+            );
+            Ok(crate::EXIT_OK)
+        }
+        Some(problem) => {
+            println!(
+                "audit chain BROKEN at record {}: {} ({:?})",
+                problem.seq, problem.what, problem.kind
+            );
+            Ok(crate::EXIT_FAILED)
+        }
+        None => {
+            println!("audit chain BROKEN: verification failed without naming a record");
+            Ok(crate::EXIT_FAILED)
+        }
+    }
+}
+
+fn print(entry: &AuditEntry, json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, entry)?;
+        writeln!(out)?;
+    } else {
+        let e = &entry.event;
+        let what = e
+            .decision
+            .as_deref()
+            .or(e.outcome.as_deref())
+            .unwrap_or("-");
+        let tool = e.tool.as_deref().unwrap_or("-");
+        let rules = e.rules.join(",");
+        writeln!(
+            out,
+            "{:>6} {} {:?} {} {}.{} [{}] {} {}",
+            entry.seq,
+            e.time,
+            e.kind,
+            what,
+            e.server,
+            tool,
+            rules,
+            e.decision_id,
+            e.reason.as_deref().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
+fn tail(store: &SqliteStore, n: usize, follow: bool, json: bool) -> Result<u8> {
+    let entries = store.tail(n).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut last = 0;
+    for entry in &entries {
+        print(entry, json)?;
+        last = entry.seq;
+    }
+    if !follow {
+        return Ok(crate::EXIT_OK);
+    }
+    if entries.is_empty() {
+        last = store
+            .tail(1)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .last()
+            .map_or(0, |e| e.seq);
+    }
+    loop {
+        std::thread::sleep(FOLLOW_INTERVAL);
+        for entry in store
+            .entries_after(last, PAGE)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        {
+            print(&entry, json)?;
+            last = entry.seq;
+        }
+    }
+}
+
+fn export(store: &SqliteStore) -> Result<u8> {
+    let mut last = 0;
+    loop {
+        let page = store
+            .entries_after(last, PAGE)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let Some(end) = page.last().map(|e| e.seq) else {
+            return Ok(crate::EXIT_OK);
+        };
+        for entry in &page {
+            print(entry, true)?;
+        }
+        last = end;
+    }
+}

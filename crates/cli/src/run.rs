@@ -1,0 +1,89 @@
+//! `portcullis run`: wrap one stdio MCP server for one stdio client.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use portcullis_gateway::RunOptions;
+
+use crate::policy_file::DEFAULT_POLICY;
+
+/// How long the runtime may take to stop after the session ended. Standard input is read on a
+/// blocking thread that cannot be cancelled; without a bound the process would wait for input
+/// that never comes.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(200);
+
+/// Wrap a stdio MCP server: every request is checked against the policy, recorded, and only then
+/// forwarded.
+///
+/// The client (Claude Desktop, Cursor, VS Code, an agent) talks MCP to this process on standard
+/// input and output; the server is started from the policy's `command` for the selected server
+/// (or from COMMAND after `--`, which replaces it; nothing a client sends ever chooses what runs).
+/// `tools/call`, `resources/read` and `prompts/get` are evaluated; the decision is written to the
+/// audit log and made durable before a call is forwarded. Denials reach the model as tool results
+/// with `isError: true` naming the rule, the reason and the decision id.
+///
+/// Before serving, the gateway refuses a policy that does not load (exit 2) and runs a self-test
+/// that must deny a forbidden call. It then prints one line to standard error naming the server,
+/// the policy's sha256, the mode and the state directory. The policy file is re-read every second;
+/// a change that loads replaces the policy, a broken one keeps the last good policy.
+///
+/// Logs go to standard error (standard output is the MCP channel); set PORTCULLIS_LOG (for
+/// example `debug`, `warn`, `portcullis_gateway=debug`) to change the level, default `info`.
+///
+/// The exit status is the server's (128+N if it died of signal N), or 1 when the policy ended the
+/// session with `kill_session`, or 2 when the gateway could not start.
+///
+/// Examples:
+///   portcullis run --policy portcullis.yaml
+///   portcullis run --policy portcullis.yaml --server fs
+///   portcullis run --server fs -- npx -y @modelcontextprotocol/server-filesystem /ws
+///   portcullis run --policy portcullis.yaml --state-dir /var/lib/portcullis
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct RunArgs {
+    /// The policy file.
+    #[arg(long, default_value = DEFAULT_POLICY, value_name = "FILE")]
+    policy: PathBuf,
+    /// The configured server whose rules apply (required when the policy configures several).
+    #[arg(long, value_name = "NAME")]
+    server: Option<String>,
+    /// Where the audit log and signing key live (default: the policy's `state_dir`, else
+    /// `.portcullis/` beside the policy file).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Run this command instead of the server's configured one.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+pub(crate) fn run(args: RunArgs) -> Result<u8> {
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let options = RunOptions {
+        policy: args.policy,
+        server: args.server,
+        state_dir: args.state_dir,
+        command: (!args.command.is_empty()).then_some(args.command),
+    };
+    let result = runtime.block_on(portcullis_gateway::run(options));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    let code = result.map_err(|error| anyhow::anyhow!("{error}\nportcullis: refusing to start"))?;
+    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(crate::EXIT_ERROR))
+}
+
+/// Logs to standard error only: standard output carries the MCP messages.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -5,6 +5,7 @@
 
 mod audit;
 mod check;
+mod demo;
 mod explain;
 mod pack;
 mod policy_file;
@@ -52,6 +53,9 @@ enum Command {
     Schema(schema::SchemaArgs),
     Run(run::RunArgs),
     Audit(audit::AuditArgs),
+    Demo(demo::DemoArgs),
+    #[command(hide = true)]
+    DemoServer(demo::DemoServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +68,8 @@ fn main() -> ExitCode {
         Command::Schema(args) => schema::run(&args),
         Command::Run(args) => run::run(args),
         Command::Audit(args) => audit::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::DemoServer(args) => demo::serve(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

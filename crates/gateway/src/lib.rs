@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+pub mod demo;
 mod denial;
 mod error;
 mod record;

@@ -1,7 +1,13 @@
 //! `docs/cli.md` is the `--help` of every command, so the CLI reference can never drift from the
 //! binary. Regenerate it with `UPDATE_DOCS=1 cargo test -p portcullis --test cli_docs`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
 
 use std::path::Path;
 use std::process::Command;
@@ -30,10 +36,12 @@ fn subcommands(top: &str) -> Vec<String> {
             if !line.starts_with("  ") {
                 break;
             }
-            if let Some(name) = line.split_whitespace().next() {
-                if name != "help" && line.starts_with("  ") && !line.starts_with("   ") {
-                    names.push(name.to_owned());
-                }
+            if let Some(name) = line.split_whitespace().next()
+                && name != "help"
+                && line.starts_with("  ")
+                && !line.starts_with("   ")
+            {
+                names.push(name.to_owned());
             }
         }
     }
@@ -56,7 +64,9 @@ fn generate() -> String {
         doc.push_str(&format!("\n## portcullis {name}\n\n```text\n{text}```\n"));
         for sub in subcommands(&text) {
             let text = help(&[&name, &sub]);
-            doc.push_str(&format!("\n### portcullis {name} {sub}\n\n```text\n{text}```\n"));
+            doc.push_str(&format!(
+                "\n### portcullis {name} {sub}\n\n```text\n{text}```\n"
+            ));
         }
     }
     doc

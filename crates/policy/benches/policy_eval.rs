@@ -128,10 +128,11 @@ const GENERATED_SERVERS: u64 = 50;
 const TOOLS_PER_SERVER: u64 = 20;
 
 /// The realistic policy plus `total - 15` generated rules over 50 more servers of 20 tools each.
-/// About 90% of the generated rules name one server and one literal tool (the index sends a call
-/// only to its own bucket); about 10% name a server and no tool or a tool glob, and 1% name no
-/// server at all: those are candidates for every call to that server (or to every server). None
-/// of them changes the decision on the benchmarked calls, but the any-tool ones are evaluated.
+/// 90% of the generated rules name one server and literal tools (the index sends a call only
+/// to its own bucket); 9% name a server and no tool or a tool glob, and 1% name no server at
+/// all: those are candidates for every call to that server (or to every server). For the `fs`
+/// calls benched that is 17 generated candidates at 1,000 rules and 103 at 10,000. None of them
+/// changes the decision on the benchmarked calls, but the any-tool ones are evaluated.
 fn generated(total: usize) -> CompiledPolicy {
     let mut policy: Value = serde_saphyr::from_str(REALISTIC).unwrap();
     let real_rules = policy["rules"].as_array().unwrap().len();

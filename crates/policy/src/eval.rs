@@ -210,7 +210,7 @@ fn evaluate_inner(
         .unwrap_or_default();
 
     let mut best: Option<Decision> = None;
-    let mut contributors: Vec<&Rule> = Vec::new();
+    let mut contributors: Vec<Contribution<'_>> = Vec::new();
     let mut traces = Vec::new();
     for &i in candidates {
         let Some(rule) = policy.rules.get(i) else {
@@ -240,14 +240,25 @@ fn evaluate_inner(
         } else {
             when != Tri::False && unless.is_none_or(|u| u != Tri::True)
         };
+        // A human may only be asked about a call the gateway understands: an approval rule that
+        // holds only *possibly* denies instead (otherwise uncertainty could turn a default deny
+        // into a request for approval, a looser verdict than certainty would have got).
+        let uncertain = when == Tri::Unknown || unless == Some(Tri::Unknown);
+        let decision = if rule.decision == Decision::RequireApproval && uncertain {
+            scope.note(|| "uncertain, so this approval rule denies instead of asking".to_owned());
+            Decision::Deny
+        } else {
+            rule.decision
+        };
         if contributes {
+            let c = Contribution { rule, decision };
             match best {
-                Some(b) if b > rule.decision => {}
-                Some(b) if b == rule.decision => contributors.push(rule),
+                Some(b) if b > decision => {}
+                Some(b) if b == decision => contributors.push(c),
                 _ => {
-                    best = Some(rule.decision);
+                    best = Some(decision);
                     contributors.clear();
-                    contributors.push(rule);
+                    contributors.push(c);
                 }
             }
         }
@@ -255,7 +266,7 @@ fn evaluate_inner(
             let notes = scope.notes.map(|n| n.into_inner()).unwrap_or_default();
             traces.push(RuleTrace {
                 rule: rule.id.clone(),
-                decision: rule.decision,
+                decision,
                 when,
                 unless: if rule.unless.is_some() { unless } else { None },
                 contributed: contributes,
@@ -293,9 +304,17 @@ impl<'a> Scope<'a> {
     }
 }
 
+/// A rule's contribution: its own decision, or `deny` for an approval rule that only possibly
+/// holds.
+#[derive(Clone, Copy)]
+struct Contribution<'a> {
+    rule: &'a Rule,
+    decision: Decision,
+}
+
 fn combine(
     best: Option<Decision>,
-    contributors: &[&Rule],
+    contributions: &[Contribution<'_>],
     call: &Call,
     effect: Effect,
     mode: Mode,
@@ -311,12 +330,21 @@ fn combine(
             mode,
         );
     };
+    let contributors: Vec<&Rule> = contributions.iter().map(|c| c.rule).collect();
     let rules: Vec<String> = contributors.iter().map(|r| r.id.clone()).collect();
-    let reason = contributors
+    let reason = contributions
         .iter()
-        .map(|r| match &r.reason {
-            Some(why) => format!("{}: {why}", r.id),
-            None => format!("{} ({})", r.id, r.decision),
+        .map(|c| {
+            let r = c.rule;
+            let base = match &r.reason {
+                Some(why) => format!("{}: {why}", r.id),
+                None => format!("{} ({})", r.id, r.decision),
+            };
+            if c.decision == r.decision {
+                base
+            } else {
+                format!("{base}; a condition is uncertain, so denied rather than asking a human")
+            }
         })
         .collect::<Vec<_>>()
         .join("; ");
@@ -342,7 +370,7 @@ fn combine(
         }
     };
     let approval = if decision == Decision::RequireApproval {
-        merge_approvals(contributors)
+        merge_approvals(&contributors)
     } else {
         None
     };

@@ -282,16 +282,19 @@ fn secret_contains_max_length_and_regex() {
         decide(&p, c(json!({"body": "ééééééééé"}))),
         d(Allow, &["ok"])
     );
-    // A number is mistyped for `contains` and `max_length`: both unknown, the deny wins.
+    // A number is mistyped for `contains` and `max_length`: both unknown, so the deny fires and
+    // the approval rule, holding only possibly, denies too.
     assert_eq!(
         decide(&p, c(json!({"body": 12}))),
-        d(Deny, &["no-password"])
+        d(Deny, &["no-password", "too-long"])
     );
     let p = policy(
         "  - { id: too-long, when: { server: sh, args: { body: { not: { max_length: 10 } } } }, decision: require_approval }\n",
     );
+    // Unknown on an approval rule denies rather than asks.
+    assert_eq!(decide(&p, c(json!({"body": 12}))), d(Deny, &["too-long"]));
     assert_eq!(
-        decide(&p, c(json!({"body": 12}))),
+        decide(&p, c(json!({"body": "much longer than ten"}))),
         d(RequireApproval, &["too-long"])
     );
 }

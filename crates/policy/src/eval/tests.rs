@@ -332,8 +332,11 @@ fn allow_needs_true_and_a_stricter_rule_fires_on_unknown() {
     let p = policy(
         "  - { id: allow-ws, when: { server: fs, args: { path: { under: /ws } } }, decision: allow }\n  - { id: ask, when: { server: fs, args: { path: { glob: \"**/.git/**\" } } }, decision: require_approval }\n",
     );
+    // An approval rule that only possibly holds denies: a human is never asked about a call
+    // the gateway cannot read.
+    assert_eq!(decide(&p, read(json!("/ws/a\u{0}b"))), d(Deny, &["ask"]));
     assert_eq!(
-        decide(&p, read(json!("/ws/a\u{0}b"))),
+        decide(&p, read(json!("/ws/.git/config"))),
         d(RequireApproval, &["ask"])
     );
     assert_eq!(decide(&p, read(json!("/ws/a"))), d(Allow, &["allow-ws"]));
@@ -560,17 +563,17 @@ fn json_pointer_arguments_reach_into_objects_and_arrays() {
 }
 
 #[test]
-fn a_case_variant_of_an_argument_key_makes_it_unknown() {
+fn a_case_variant_of_a_declared_argument_key_is_a_schema_denial() {
     let p = policy(ALLOW_WS_DENY_ENV);
     let c =
         json!({"server": "fs", "tool": "read", "arguments": {"path": "/ws/a", "PATH": "/ws/.env"}});
-    assert_eq!(decide(&p, c), d(Deny, &["deny-env"]));
+    assert_eq!(decide(&p, c), d(Deny, &["argument-type"]));
     let c = json!({"server": "fs", "tool": "read", "arguments": {"Path": "/ws/a"}});
-    assert_eq!(decide(&p, c), d(Deny, &["deny-env"]));
+    assert_eq!(decide(&p, c), d(Deny, &["argument-type"]));
     // Fullwidth key, folded by NFKC.
     let c =
         json!({"server": "fs", "tool": "read", "arguments": {"path": "/ws/a", "ｐａｔｈ": "/etc"}});
-    assert_eq!(decide(&p, c), d(Deny, &["deny-env"]));
+    assert_eq!(decide(&p, c), d(Deny, &["argument-type"]));
 }
 
 #[test]

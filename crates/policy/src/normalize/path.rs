@@ -213,23 +213,30 @@ fn closure(raw: &str) -> Result<Vec<Spelling>, Uncertain> {
                 percent_rounds: spelling.percent_rounds.saturating_add(1),
             });
         }
-        let nfc: String = spelling.text.nfc().collect();
-        next.push(Spelling {
-            text: nfc,
-            kind: PathReadingKind::Nfc,
-            percent_rounds: spelling.percent_rounds,
-        });
-        let nfkc: String = spelling.text.nfkc().collect();
-        next.push(Spelling {
-            text: nfkc,
-            kind: PathReadingKind::Nfkc,
-            percent_rounds: spelling.percent_rounds,
-        });
-        next.push(Spelling {
-            text: windows_trim(&spelling.text),
-            kind: PathReadingKind::WindowsTrim,
-            percent_rounds: spelling.percent_rounds,
-        });
+        // NFC and NFKC leave ASCII unchanged: skip them (the common case) rather than build two
+        // copies that the `seen` set would discard anyway.
+        if !spelling.text.is_ascii() {
+            let nfc: String = spelling.text.nfc().collect();
+            next.push(Spelling {
+                text: nfc,
+                kind: PathReadingKind::Nfc,
+                percent_rounds: spelling.percent_rounds,
+            });
+            let nfkc: String = spelling.text.nfkc().collect();
+            next.push(Spelling {
+                text: nfkc,
+                kind: PathReadingKind::Nfkc,
+                percent_rounds: spelling.percent_rounds,
+            });
+        }
+        let trimmed = windows_trim(&spelling.text);
+        if trimmed != spelling.text {
+            next.push(Spelling {
+                text: trimmed,
+                kind: PathReadingKind::WindowsTrim,
+                percent_rounds: spelling.percent_rounds,
+            });
+        }
         out.push(spelling);
         for candidate in next {
             if seen.contains(&candidate.text) {

@@ -3,6 +3,10 @@
 //! `main` only parses arguments and dispatches; each subcommand lives in its own module.
 #![forbid(unsafe_code)]
 
+// approvals: begin
+mod approvals;
+mod lease;
+// approvals: end
 mod audit;
 mod check;
 mod explain;
@@ -52,6 +56,10 @@ enum Command {
     Schema(schema::SchemaArgs),
     Run(run::RunArgs),
     Audit(audit::AuditArgs),
+    // approvals: begin
+    Approvals(approvals::ApprovalsArgs),
+    Lease(lease::LeaseArgs),
+    // approvals: end
 }
 
 fn main() -> ExitCode {
@@ -64,6 +72,10 @@ fn main() -> ExitCode {
         Command::Schema(args) => schema::run(&args),
         Command::Run(args) => run::run(args),
         Command::Audit(args) => audit::run(&args),
+        // approvals: begin
+        Command::Approvals(args) => approvals::run(&args),
+        Command::Lease(args) => lease::run(&args),
+        // approvals: end
     };
     match result {
         Ok(code) => ExitCode::from(code),

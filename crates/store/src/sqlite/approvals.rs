@@ -174,6 +174,35 @@ impl ApprovalStore {
         move |e| StoreError::sqlite(&self.path, during, e)
     }
 
+    /// Marks sessions ended whose gateway process is gone from this machine (`/proc` on Linux),
+    /// so a held call of a killed gateway expires at once rather than when its heartbeat is
+    /// stale. A reused pid only delays this until the heartbeat goes stale.
+    fn reap_dead_sessions(&self, conn: &Connection, now: i64) -> Result<(), StoreError> {
+        if !Path::new("/proc/self").exists() {
+            return Ok(());
+        }
+        let mut stmt = conn
+            .prepare("SELECT id, pid FROM gateway_sessions WHERE ended_at IS NULL")
+            .map_err(self.err("reading gateway sessions"))?;
+        let sessions = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(self.err("reading gateway sessions"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err("reading gateway sessions"))?;
+        for (id, pid) in sessions {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                conn.execute(
+                    "UPDATE gateway_sessions SET ended_at = ?2 WHERE id = ?1",
+                    params![id, now],
+                )
+                .map_err(self.err("ending a gone session"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Marks pending approvals expired whose ttl ran out or whose session is gone.
     fn expire_stale(&self, conn: &Connection, now: i64) -> Result<(), StoreError> {
         conn.execute(
@@ -182,6 +211,7 @@ impl ApprovalStore {
             params![now],
         )
         .map_err(self.err("expiring approvals"))?;
+        self.reap_dead_sessions(conn, now)?;
         conn.execute(
             "UPDATE approvals SET state = 'expired', resolved_at = ?1,
                  note = 'its gateway session ended (the gateway stopped or restarted)'

@@ -575,3 +575,84 @@ fn admin_api_needs_the_token_and_approves_a_held_call() {
     let (status, _) = http(&addr, "POST", &path, Some(&token), "");
     assert_eq!(status, 409);
 }
+
+/// The peers directory (`$PORTCULLIS_PEERS_DIR`, else `<repo>/.peers`), installed by
+/// `scripts/install-peers`, which `scripts/test` runs first.
+fn peers_python() -> std::path::PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = std::env::var_os("PORTCULLIS_PEERS_DIR")
+        .map_or_else(|| repo.join(".peers"), std::path::PathBuf::from);
+    let python = dir.join("venv/bin/python");
+    assert!(
+        python.is_file(),
+        "the Python MCP SDK peer is missing at {}: run scripts/install-peers (scripts/test does)",
+        python.display()
+    );
+    python
+}
+
+fn python_client(setup: &Setup, elicit: &str, target: &Path) -> Value {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let steps = json!([{"op": "call_tool", "name": "write_file",
+        "arguments": {"path": target, "content": "elicited"}}]);
+    let script = setup.root.join(format!("steps-{elicit}.json"));
+    std::fs::write(&script, steps.to_string()).unwrap();
+    let out = Command::new(peers_python())
+        .arg(repo.join("peers/python/mcp_client.py"))
+        .arg("--script")
+        .arg(&script)
+        .args(["--elicit", elicit])
+        .args(if elicit == "accept" {
+            vec!["--elicit-content", r#"{"approve": true}"#]
+        } else {
+            vec![]
+        })
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["run", "--policy"])
+        .arg(&setup.policy)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn elicitation_with_the_python_sdk_client() {
+    let setup = setup();
+    let accepted = setup.ws.join("elicited.txt");
+    let out = python_client(&setup, "accept", &accepted);
+    let result = &out["results"][0];
+    assert_eq!(result["is_error"], json!(false), "{out}");
+    assert_eq!(std::fs::read_to_string(&accepted).unwrap(), "elicited");
+    let asked = &out["elicitations"][0];
+    let message = asked["message"].as_str().unwrap();
+    assert!(
+        message.contains("write_file") && message.contains("effect: write"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&accepted.display().to_string()),
+        "{message}"
+    );
+    // The receipt records the lower-assurance channel.
+    let all = list(&setup, true);
+    let approval = all.iter().find(|a| a["state"] == json!("used")).unwrap();
+    assert_eq!(approval["channel"], json!("elicitation"));
+    let (code, out_text, _) = cli(
+        &setup,
+        &["approvals", "verify", approval["id"].as_str().unwrap()],
+    );
+    assert_eq!(code, 0);
+    assert!(out_text.contains("(lower assurance)"), "{out_text}");
+
+    for answer in ["decline", "cancel"] {
+        let target = setup.ws.join(format!("{answer}.txt"));
+        let out = python_client(&setup, answer, &target);
+        assert_eq!(out["results"][0]["is_error"], json!(true), "{out}");
+        let structured = &out["results"][0]["structured"];
+        assert_eq!(structured["code"], json!("approval_denied"), "{out}");
+        assert!(!target.exists());
+    }
+}

@@ -25,7 +25,8 @@ pub enum DenialCode {
     PolicyDenied,
     /// The policy ended the session with this call.
     SessionKilled,
-    /// The policy asks for an approval, which this build cannot obtain.
+    /// The policy asks for an approval that cannot be obtained for this call (it cannot be bound
+    /// to an approval, or the session has too many pending).
     ApprovalUnavailable,
     /// A rate limit or budget applies, which this build cannot enforce.
     LimitUnavailable,

@@ -3,10 +3,12 @@
 //! `main` only parses arguments and dispatches; each subcommand lives in its own module.
 #![forbid(unsafe_code)]
 
+mod approvals;
 mod audit;
 mod check;
 mod demo;
 mod explain;
+mod lease;
 mod pack;
 mod policy_file;
 mod run;
@@ -53,6 +55,8 @@ enum Command {
     Schema(schema::SchemaArgs),
     Run(run::RunArgs),
     Audit(audit::AuditArgs),
+    Approvals(approvals::ApprovalsArgs),
+    Lease(lease::LeaseArgs),
     Demo(demo::DemoArgs),
     #[command(hide = true)]
     DemoServer(demo::DemoServerArgs),
@@ -68,6 +72,8 @@ fn main() -> ExitCode {
         Command::Schema(args) => schema::run(&args),
         Command::Run(args) => run::run(args),
         Command::Audit(args) => audit::run(&args),
+        Command::Approvals(args) => approvals::run(&args),
+        Command::Lease(args) => lease::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::DemoServer(args) => demo::serve(&args),
     };

@@ -39,6 +39,7 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(200);
 ///   portcullis run --policy portcullis.yaml --server fs
 ///   portcullis run --server fs -- npx -y @modelcontextprotocol/server-filesystem /ws
 ///   portcullis run --policy portcullis.yaml --state-dir /var/lib/portcullis
+///   portcullis run --policy portcullis.yaml --admin 127.0.0.1:8751 --principal alice
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct RunArgs {
@@ -52,6 +53,14 @@ pub(crate) struct RunArgs {
     /// `.portcullis/` beside the policy file).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// The principal of this session's calls (rules' `principal`, approval digests, and
+    /// `separate_approver`: this name cannot approve its own calls).
+    #[arg(long, value_name = "NAME")]
+    principal: Option<String>,
+    /// Serve the approvals admin API and web page on ADDR (`127.0.0.1:PORT`, port 0 picks one)
+    /// or a unix socket path; requests need the token in the state directory's `admin.token`.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
     /// Run this command instead of the server's configured one.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -69,6 +78,8 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         server: args.server,
         state_dir: args.state_dir,
         command: (!args.command.is_empty()).then_some(args.command),
+        principal: args.principal,
+        admin: args.admin,
     };
     let result = runtime.block_on(portcullis_gateway::run(options));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);

@@ -23,6 +23,12 @@ pub struct RunOptions {
     /// Replaces the server's configured command (program and arguments), from the command line
     /// after `--`. Never taken from anything a client sends.
     pub command: Option<Vec<String>>,
+    /// The principal of the session's calls (approvals: compared with the approver when a rule
+    /// asks for `separate_approver`, and part of every approval digest).
+    pub principal: Option<String>,
+    /// Serve the approvals admin API and web page on this address (`127.0.0.1:PORT`) or unix
+    /// socket path (approvals).
+    pub admin: Option<String>,
 }
 
 /// Reads and compiles the policy at `path`; `${VAR}` references come from the environment.

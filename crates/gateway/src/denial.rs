@@ -25,10 +25,15 @@ pub enum DenialCode {
     PolicyDenied,
     /// The policy ended the session with this call.
     SessionKilled,
-    /// The policy asks for an approval, which this build cannot obtain.
+    /// The policy asks for an approval that cannot be obtained for this call (it cannot be bound
+    /// to an approval, or the session has too many pending).
     ApprovalUnavailable,
     /// A rate limit or budget applies, which this build cannot enforce.
     LimitUnavailable,
+    /// An approval is pending: retry the identical call once a human approved it (approvals).
+    ApprovalPending,
+    /// A held call was denied by a human, timed out, or its approval could not be read (approvals).
+    ApprovalDenied,
     /// The gateway failed (for example the audit record could not be written).
     Internal,
 }
@@ -42,6 +47,8 @@ impl DenialCode {
             Self::SessionKilled => "session_killed",
             Self::ApprovalUnavailable => "approval_unavailable",
             Self::LimitUnavailable => "limit_unavailable",
+            Self::ApprovalPending => "approval_pending",
+            Self::ApprovalDenied => "approval_denied",
             Self::Internal => "internal_error",
         }
     }
@@ -60,6 +67,8 @@ pub struct Denial {
     pub decision_id: String,
     /// The public reason: words for the model, no policy internals.
     pub reason: String,
+    /// The approval this refusal is about, if any (approvals).
+    pub approval_id: Option<String>,
 }
 
 impl Denial {
@@ -75,6 +84,9 @@ impl Denial {
         fields.insert("rule".into(), Value::from(self.rule.as_str()));
         fields.insert("decision_id".into(), Value::from(self.decision_id.as_str()));
         fields.insert("reason".into(), Value::from(self.reason.as_str()));
+        if let Some(approval_id) = &self.approval_id {
+            fields.insert("approval_id".into(), Value::from(approval_id.as_str()));
+        }
         Value::Object(fields)
     }
 
@@ -133,6 +145,7 @@ mod tests {
             rule: "deny-secrets".into(),
             decision_id: "d-1".into(),
             reason: "secrets are off limits".into(),
+            approval_id: None,
         }
     }
 

@@ -45,6 +45,9 @@ pub enum GatewayError {
     /// The upstream server could not be started.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    /// The approvals admin API could not start (approvals).
+    #[error("{0}")]
+    Admin(String),
     /// Standard input or output failed, or a signal handler could not be installed.
     #[error("{what}: {source}")]
     Io {

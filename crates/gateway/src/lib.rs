@@ -15,6 +15,8 @@
 //!     server: Some("fs".into()),
 //!     state_dir: None,
 //!     command: None,
+//!     principal: None,
+//!     admin: None,
 //! })
 //! .await?;
 //! std::process::exit(code);
@@ -23,9 +25,10 @@
 //!
 //! # Choices worth knowing
 //!
-//! - **Approvals and limits** are not in this build. A `require_approval` decision is denied with
-//!   reason class `approval`, and an allow that carries a `limit` is denied with `rate-limit`:
-//!   until they can be honoured, "no" is the only fail-closed answer.
+//! - **Approvals** (see `docs/approvals.md`): a `require_approval` decision is turned into `allow`
+//!   only by a scope lease or by a human's approval bound to the exact call; otherwise the call is
+//!   held or denied. In observe mode nothing is held. **Limits** are not in this build: an allow
+//!   that carries a `limit` is denied with `rate-limit`.
 //! - **Audit failure** denies: if the decision record is not durable, the call is refused with
 //!   reason class `internal` and never forwarded. An outcome record that fails is logged loudly;
 //!   the answer has already been sent.
@@ -33,6 +36,10 @@
 //!   `-32603`, shuts the server down and exits with status 1.
 #![forbid(unsafe_code)]
 
+// approvals: begin
+pub mod admin;
+pub mod approvals;
+// approvals: end
 mod config;
 pub mod demo;
 mod denial;

@@ -40,6 +40,18 @@ pub async fn run(options: RunOptions) -> Result<i32, GatewayError> {
         source,
     })?;
     let store = Arc::new(store);
+    // approvals: begin
+    let approvals =
+        portcullis_store::ApprovalStore::open(&state).map_err(|source| GatewayError::StateDir {
+            path: state.clone(),
+            source,
+        })?;
+    let approvals = Arc::new(approvals);
+    let _admin = match &options.admin {
+        Some(listen) => Some(crate::admin::serve(listen, &state, Arc::clone(&approvals)).await?),
+        None => None,
+    };
+    // approvals: end
 
     let mode = server.mode;
     if mode == Mode::Observe {
@@ -88,6 +100,8 @@ pub async fn run(options: RunOptions) -> Result<i32, GatewayError> {
         store: Arc::clone(&store),
         upstream: child.stdin(),
         client: LineWriter::new(tokio::io::stdout()),
+        approvals,
+        principal: options.principal.clone(),
     });
     let end = session
         .run(&mut client_in, &mut server_out, &mut signals, &child)

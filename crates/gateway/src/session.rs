@@ -5,6 +5,9 @@
 //! reload tick. Audit writes run concurrently (so the store can group-commit them) and report
 //! back here; a call is forwarded only when its decision record is durable.
 
+// approvals: begin
+mod approval;
+// approvals: end
 mod client;
 mod evaluate;
 mod server;
@@ -62,6 +65,8 @@ enum Stage {
     AwaitingAudit(Action),
     /// It was sent to the server at this instant.
     Forwarded(Instant),
+    /// It waits for a human's approval (approvals: hold mode).
+    Held,
 }
 
 /// Facts about an evaluated call, for its outcome record and taint.
@@ -105,6 +110,7 @@ pub(crate) struct Session<W> {
     audits: JoinSet<Audited>,
     limits: Limits,
     end: Option<SessionEnd>,
+    approvals: approval::Approvals,
 }
 
 /// Everything a session needs to start.
@@ -116,6 +122,10 @@ pub(crate) struct SessionParts<W> {
     pub(crate) store: Arc<SqliteStore>,
     pub(crate) upstream: StdinWriter,
     pub(crate) client: LineWriter<W>,
+    /// Approvals and leases (approvals).
+    pub(crate) approvals: Arc<portcullis_store::ApprovalStore>,
+    /// The principal of this session's calls, if one was configured (approvals).
+    pub(crate) principal: Option<String>,
 }
 
 impl<W: AsyncWrite + Unpin> Session<W> {
@@ -137,6 +147,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             audits: JoinSet::new(),
             limits: Limits::default(),
             end: None,
+            approvals: approval::Approvals::new(parts.approvals, parts.principal),
         }
     }
 
@@ -152,9 +163,27 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         C: AsyncRead + Unpin,
         S: AsyncRead + Unpin,
     {
+        let end = self.run_loop(client_in, server_out, signals, child).await;
+        self.end_approvals().await;
+        end
+    }
+
+    async fn run_loop<C, S>(
+        &mut self,
+        client_in: &mut portcullis_transport::BoundedLineReader<C>,
+        server_out: &mut portcullis_transport::BoundedLineReader<S>,
+        signals: &mut portcullis_transport::SignalForwarder,
+        child: &portcullis_transport::stdio::StdioChild,
+    ) -> SessionEnd
+    where
+        C: AsyncRead + Unpin,
+        S: AsyncRead + Unpin,
+    {
         let mut tick = tokio::time::interval(RELOAD_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut draining: Option<Instant> = None;
+        let mut approvals_tick = tokio::time::interval(crate::approvals::POLL_INTERVAL);
+        approvals_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Some(end) = self.end {
                 return end;
@@ -202,6 +231,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     }
                 }
                 _ = tick.tick() => self.reload(),
+                _ = approvals_tick.tick() => self.approvals_tick().await,
                 () = tokio::time::sleep_until(deadline), if draining.is_some() => {}
             }
         }

@@ -45,6 +45,16 @@
 //! ```
 #![forbid(unsafe_code)]
 
+// approvals: begin
+mod approval;
+mod jcs;
+pub use approval::{
+    Approval, ApprovalState, Channel, Lease, NewApproval, NewLease, Receipt, ReceiptBody,
+    Resolution, ResolveError,
+};
+pub use jcs::{JcsError, canonical_json};
+pub use sqlite::approvals::{ApprovalStore, Created, SESSION_STALE_MS, Taken};
+// approvals: end
 mod chain;
 mod error;
 mod event;

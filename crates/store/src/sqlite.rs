@@ -4,6 +4,9 @@
 //! read-only connection. The database runs in WAL mode with `synchronous=FULL`, so a committed
 //! transaction has been fsynced and readers never block the writer.
 
+// approvals: begin
+pub(crate) mod approvals;
+// approvals: end
 mod read;
 mod schema;
 mod writer;

@@ -147,10 +147,16 @@ impl Setup {
     }
 
     pub(crate) fn start(&self) -> Gateway {
+        self.start_with(&[])
+    }
+
+    /// `portcullis run --policy POLICY EXTRA...`.
+    pub(crate) fn start_with(&self, extra: &[&str]) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .arg("run")
             .arg("--policy")
             .arg(&self.policy)
+            .args(extra)
             .env("PORTCULLIS_LOG", "info")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -84,9 +84,15 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                         .await;
                     return;
                 }
-                if let Err(error) = InitializeParams::parse(&id, params) {
-                    self.send_client(&error.to_response()).await;
-                    return;
+                match InitializeParams::parse(&id, params) {
+                    Err(error) => {
+                        self.send_client(&error.to_response()).await;
+                        return;
+                    }
+                    // approvals: elicitation needs the client's capabilities
+                    Ok(init) => {
+                        self.note_client_capabilities(&init.capabilities, &init.client_info.name)
+                    }
                 }
                 self.initializing = true;
             }
@@ -174,6 +180,13 @@ impl<W: AsyncWrite + Unpin> Session<W> {
 
     /// A client's answer to a server-to-client request: passed only for ids the server sent.
     async fn on_client_response(&mut self, id: Option<Id>, parsed: &Parsed) {
+        // approvals: answers to the gateway's own elicitation requests
+        if self
+            .on_elicitation_response(id.as_ref(), parsed.value())
+            .await
+        {
+            return;
+        }
         let Some(id) = id.filter(|id| self.server_requests.remove(id)) else {
             tracing::warn!(
                 "dropped a response from the client to a request the server did not send"

@@ -134,7 +134,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             tool: tool.clone(),
             method: method.to_owned(),
             arguments,
-            principal: None,
+            principal: self.approvals.principal(),
             agent: None,
             session: Some(self.session_id.clone()),
             labels: self.labels.clone(),
@@ -170,6 +170,20 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         event.reason_class =
             (verdict.decision != Decision::Allow).then(|| verdict.class.as_str().to_owned());
         event.policy_sha256 = Some(self.policy.sha256().to_owned());
+        event.principal = call.principal.clone();
+
+        // approvals: begin
+        if eval.decision == Decision::RequireApproval && enforced {
+            let info = CallInfo {
+                decision_id,
+                tool,
+                taint: eval.taint.clone(),
+            };
+            self.on_require_approval(id, method, params, &call, &eval, parsed, info, event)
+                .await;
+            return;
+        }
+        // approvals: end
 
         let action = if verdict.decision == Decision::Allow || !enforced {
             if verdict.decision != Decision::Allow {
@@ -201,6 +215,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     rule: verdict.rule.clone(),
                     decision_id: decision_id.clone(),
                     reason: verdict.public.clone(),
+                    approval_id: None,
                 },
                 kill: verdict.decision == Decision::KillSession,
             }
@@ -220,13 +235,14 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         self.audit(id, event);
     }
 
-    fn internal_denial(&self, decision_id: &str) -> Denial {
+    pub(super) fn internal_denial(&self, decision_id: &str) -> Denial {
         Denial {
             code: DenialCode::Internal,
             reason_class: ReasonClass::Internal,
             rule: "internal-error".to_owned(),
             decision_id: decision_id.to_owned(),
             reason: AUDIT_FAILED.to_owned(),
+            approval_id: None,
         }
     }
 

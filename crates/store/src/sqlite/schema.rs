@@ -27,8 +27,77 @@ CREATE TABLE chain_head (
 );
 ";
 
+// approvals: begin
+/// Version 2 (approvals): pending approvals bound to a call digest, their signed receipts (which
+/// triggers make immutable), scope leases, and gateway session liveness.
+const V2_APPROVALS: &str = "
+CREATE TABLE approvals (
+    id                TEXT PRIMARY KEY,
+    state             TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired', 'used')),
+    digest            TEXT NOT NULL,
+    session           TEXT NOT NULL,
+    principal         TEXT,
+    server            TEXT NOT NULL,
+    tool              TEXT NOT NULL,
+    method            TEXT NOT NULL,
+    arguments         TEXT NOT NULL, -- the exact arguments, for the human (not redacted)
+    effect            TEXT NOT NULL,
+    rule              TEXT NOT NULL,
+    reason            TEXT NOT NULL,
+    mode              TEXT NOT NULL,
+    separate_approver INTEGER NOT NULL,
+    decision_id       TEXT NOT NULL,
+    created_at        INTEGER NOT NULL, -- Unix milliseconds, like every time below
+    expires_at        INTEGER NOT NULL,
+    resolved_at       INTEGER,
+    used_at           INTEGER,
+    approver          TEXT,
+    channel           TEXT,
+    note              TEXT,
+    receipt_id        TEXT
+);
+CREATE INDEX approvals_by_call ON approvals (digest, session, state);
+CREATE INDEX approvals_by_state ON approvals (state, session);
+CREATE TABLE approval_receipts (
+    id          TEXT PRIMARY KEY,
+    approval_id TEXT NOT NULL UNIQUE,
+    receipt     TEXT NOT NULL -- the signed receipt JSON
+);
+CREATE TRIGGER approval_receipts_no_update BEFORE UPDATE ON approval_receipts
+BEGIN SELECT RAISE(ABORT, 'approval receipts are immutable'); END;
+CREATE TRIGGER approval_receipts_no_delete BEFORE DELETE ON approval_receipts
+BEGIN SELECT RAISE(ABORT, 'approval receipts are immutable'); END;
+CREATE TABLE leases (
+    id          TEXT PRIMARY KEY,
+    session     TEXT,
+    principal   TEXT,
+    server      TEXT,
+    tool        TEXT NOT NULL,
+    args_under  TEXT NOT NULL, -- JSON [[name, directory], ...]
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    max_calls   INTEGER NOT NULL,
+    used_calls  INTEGER NOT NULL DEFAULT 0,
+    revoked_at  INTEGER,
+    granted_by  TEXT NOT NULL,
+    note        TEXT,
+    CHECK (session IS NOT NULL OR principal IS NOT NULL)
+);
+CREATE TABLE gateway_sessions (
+    id           TEXT PRIMARY KEY,
+    pid          INTEGER NOT NULL,
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    ended_at     INTEGER
+);
+";
+// approvals: end
+
 /// Every migration in order; the schema version of this build is their count.
-const MIGRATIONS: &[&str] = &[V1_AUDIT];
+const MIGRATIONS: &[&str] = &[
+    V1_AUDIT,
+    V2_APPROVALS, // approvals
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest_version() -> i64 {

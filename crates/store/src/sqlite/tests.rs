@@ -344,9 +344,9 @@ fn a_newer_schema_is_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 1,
+                supported,
                 ..
-            }
+            } if supported == super::schema::latest_version()
         ),
         "{err:?}"
     );

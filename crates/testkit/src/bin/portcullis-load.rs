@@ -161,8 +161,15 @@ fn compare(args: &CompareArgs) -> Result<bool> {
             _ => None,
         })
         .collect();
+    // A direct run may be paired with several gateway runs; show it once.
+    let mut runs: Vec<Report> = Vec::new();
+    for report in &reports {
+        if !runs.iter().any(|seen| seen.label == report.label) {
+            runs.push(report.clone());
+        }
+    }
     println!("Runs (latency in µs):\n");
-    print!("{}", load::runs_table(&reports, args.markdown));
+    print!("{}", load::runs_table(&runs, args.markdown));
     println!("\nGateway overhead (µs; added = gateway percentile − direct percentile):\n");
     print!("{}", load::compare_table(&pairs, args.markdown));
     Ok(reports.iter().all(Report::clean))

@@ -257,6 +257,7 @@ pub fn runs_table(reports: &[Report], markdown: bool) -> String {
 #[must_use]
 pub fn compare_table(pairs: &[(Report, Report)], markdown: bool) -> String {
     let header = [
+        "gateway run",
         "load",
         "direct p50",
         "gateway p50",
@@ -275,10 +276,15 @@ pub fn compare_table(pairs: &[(Report, Report)], markdown: bool) -> String {
             let (d, g) = (direct.latency_us.as_ref(), gateway.latency_us.as_ref());
             let both = |f: fn(&Percentiles) -> f64| d.map(f).zip(g.map(f));
             let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
-            let ratio = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}×"));
+            let ratio = |v: Option<f64>| match v {
+                None => "-".to_owned(),
+                Some(v) if v < 0.1 => format!("{v:.3}×"),
+                Some(v) => format!("{v:.2}×"),
+            };
             let p50 = both(|p| p.p50);
             let p99 = both(|p| p.p99);
             vec![
+                gateway.label.clone(),
                 direct.load(),
                 us(d.map(|p| p.p50)),
                 us(g.map(|p| p.p50)),

@@ -132,10 +132,16 @@ fn compare_subtracts_percentiles_and_divides_throughput() {
         send_lag_us: None,
     };
     let table = compare_table(
-        &[(
-            report("direct", 20.0, 50.0, 2000.0),
-            report("gateway", 120.0, 450.0, 1000.0),
-        )],
+        &[
+            (
+                report("direct", 20.0, 50.0, 2000.0),
+                report("gateway", 120.0, 450.0, 1000.0),
+            ),
+            (
+                report("direct", 20.0, 50.0, 2000.0),
+                report("slow", 120.0, 450.0, 20.0),
+            ),
+        ],
         false,
     );
     let row = table.lines().nth(1).unwrap();
@@ -143,10 +149,12 @@ fn compare_subtracts_percentiles_and_divides_throughput() {
     assert_eq!(
         cells,
         [
-            "2000/s", "20.0", "120.0", "100.0", "50.0", "450.0", "400.0", "6.00×", "2000", "1000",
-            "0.50×"
+            "gateway", "2000/s", "20.0", "120.0", "100.0", "50.0", "450.0", "400.0", "6.00×",
+            "2000", "1000", "0.50×"
         ]
     );
+    let slow = table.lines().nth(2).unwrap();
+    assert!(slow.ends_with("  0.010×"), "{slow}");
 }
 
 #[test]

@@ -4,6 +4,10 @@
 //! the gateway; the [`echo`] module holds its logic so it can be unit-tested. It is a *recording
 //! upstream*: every line it receives is appended to the file named by [`RECORD_ENV`], so a test can
 //! prove that a denied call never reached it.
+//!
+//! The `portcullis-load` binary drives an MCP server over stdio and measures call latency; the
+//! [`load`] module holds its logic (see `scripts/bench-stdio` and `docs/performance.md`).
 #![forbid(unsafe_code)]
 
 pub mod echo;
+pub mod load;

@@ -1,0 +1,177 @@
+use std::time::{Duration, Instant};
+
+use super::report::{Tally, histogram};
+use super::stdio::{Answer, Requests, classify};
+use super::*;
+
+fn options(schedule: Schedule) -> Options {
+    Options {
+        command: vec!["server".into()],
+        calls: 10,
+        warmup: 2,
+        schedule,
+        time_limit: Duration::from_secs(1),
+        text: "hi".to_owned(),
+        label: "test".to_owned(),
+        server_stderr: None,
+    }
+}
+
+#[test]
+fn request_lines_are_echo_calls_with_the_id_and_a_newline() {
+    let requests = Requests::new("a \"quoted\" text");
+    assert_eq!(
+        requests.line(42),
+        "{\"jsonrpc\":\"2.0\",\"id\":42,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\
+         \"arguments\":{\"text\":\"a \\\"quoted\\\" text\"}}}\n"
+    );
+}
+
+#[test]
+fn classifies_results_tool_errors_fence_and_noise() {
+    assert_eq!(
+        classify(r#"{"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":false}}"#),
+        Answer::Call { id: 7, ok: true }
+    );
+    assert_eq!(
+        classify(r#"{"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":true}}"#),
+        Answer::Call { id: 7, ok: false }
+    );
+    assert_eq!(
+        classify(r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"no"}}"#),
+        Answer::Call { id: 7, ok: false }
+    );
+    assert_eq!(
+        classify(r#"{"jsonrpc":"2.0","id":"fence","result":{}}"#),
+        Answer::Fence
+    );
+    assert_eq!(
+        classify(r#"{"jsonrpc":"2.0","id":"srv-1","method":"roots/list"}"#),
+        Answer::Other
+    );
+    assert_eq!(
+        classify(r#"{"jsonrpc":"2.0","id":-1,"result":{}}"#),
+        Answer::Other
+    );
+    assert_eq!(classify("{not json"), Answer::Other);
+}
+
+#[test]
+fn percentiles_are_microseconds_with_one_decimal() {
+    let mut h = histogram();
+    for us in 1..=1000_u64 {
+        h.record(us * 1_000).unwrap();
+    }
+    let p = Percentiles::of(&h).unwrap();
+    // hdrhistogram with 3 significant digits: values are exact to within 0.1%.
+    assert!((p.p50 - 500.0).abs() <= 0.5, "{p:?}");
+    assert!((p.p99 - 990.0).abs() <= 1.0, "{p:?}");
+    assert!((p.max - 1000.0).abs() <= 1.0, "{p:?}");
+    assert_eq!(Percentiles::of(&histogram()), None);
+}
+
+#[test]
+fn warmup_calls_are_not_measured() {
+    let t0 = Instant::now();
+    let mut tally = Tally::new(2);
+    for id in 0..4 {
+        tally.sent(id, t0);
+    }
+    tally.answered(0, true, t0, Duration::from_micros(5));
+    tally.answered(1, false, t0, Duration::from_micros(5));
+    tally.answered(
+        2,
+        true,
+        t0 + Duration::from_secs(1),
+        Duration::from_micros(100),
+    );
+    tally.answered(
+        3,
+        false,
+        t0 + Duration::from_secs(2),
+        Duration::from_micros(100),
+    );
+    tally.finish(4, 0, false);
+    let report = Report::new(&options(Schedule::Closed { concurrency: 1 }), tally, false);
+    assert_eq!(
+        (report.sent, report.ok, report.errors, report.lost),
+        (2, 1, 1, 0)
+    );
+    assert_eq!(report.elapsed_s, 2.0);
+    assert_eq!(report.throughput, 0.5);
+    assert!(!report.clean());
+    assert_eq!(report.load(), "c=1");
+}
+
+#[test]
+fn compare_subtracts_percentiles_and_divides_throughput() {
+    let report = |label: &str, p50: f64, p99: f64, throughput: f64| Report {
+        label: label.to_owned(),
+        schedule: "open".to_owned(),
+        concurrency: None,
+        rate: Some(2000.0),
+        calls: 10,
+        warmup: 0,
+        sent: 10,
+        ok: 10,
+        errors: 0,
+        lost: 0,
+        unexpected: 0,
+        time_limited: false,
+        killed: false,
+        elapsed_s: 1.0,
+        throughput,
+        latency_us: Some(Percentiles {
+            p50,
+            p90: p50,
+            p99,
+            p999: p99,
+            max: p99,
+            mean: p50,
+        }),
+        send_lag_us: None,
+    };
+    let table = compare_table(
+        &[
+            (
+                report("direct", 20.0, 50.0, 2000.0),
+                report("gateway", 120.0, 450.0, 1000.0),
+            ),
+            (
+                report("direct", 20.0, 50.0, 2000.0),
+                report("slow", 120.0, 450.0, 20.0),
+            ),
+        ],
+        false,
+    );
+    let row = table.lines().nth(1).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        [
+            "gateway", "2000/s", "20.0", "120.0", "100.0", "50.0", "450.0", "400.0", "6.00×",
+            "2000", "1000", "0.50×"
+        ]
+    );
+    let slow = table.lines().nth(2).unwrap();
+    assert!(slow.ends_with("  0.010×"), "{slow}");
+}
+
+#[test]
+fn rejects_options_that_make_no_sense() {
+    let mut o = options(Schedule::Closed { concurrency: 0 });
+    assert_eq!(
+        run(&o).unwrap_err().to_string(),
+        "invalid options: concurrency must be at least 1"
+    );
+    o.schedule = Schedule::Open { rate: 0.0 };
+    assert_eq!(
+        run(&o).unwrap_err().to_string(),
+        "invalid options: rate must be a positive number"
+    );
+    o.warmup = 10;
+    assert_eq!(
+        run(&o).unwrap_err().to_string(),
+        "invalid options: calls must be greater than warmup"
+    );
+}

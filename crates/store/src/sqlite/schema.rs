@@ -27,8 +27,30 @@ CREATE TABLE chain_head (
 );
 ";
 
+/// Vetting and flow control: rate-limit counters (fixed windows, see `counters.rs`) and tool pins
+/// (see `pins.rs`).
+const V_VETTING: &str = "
+CREATE TABLE counters (
+    key    TEXT NOT NULL,
+    window INTEGER NOT NULL, -- floor(unix seconds / per)
+    used   INTEGER NOT NULL CHECK (used >= 0),
+    PRIMARY KEY (key, window)
+);
+CREATE TABLE pins (
+    server       TEXT NOT NULL,
+    tool         TEXT NOT NULL,
+    approved_sha TEXT,          -- the fingerprint a human (or first sight under tofu) approved
+    seen_sha     TEXT NOT NULL, -- the fingerprint last listed by the server
+    seen_def     TEXT NOT NULL, -- that definition, canonical JSON, for review
+    status       TEXT NOT NULL, -- approved | pending | quarantined
+    finding      TEXT,          -- why a tool is pending or quarantined
+    updated      TEXT NOT NULL,
+    PRIMARY KEY (server, tool)
+);
+";
+
 /// Every migration in order; the schema version of this build is their count.
-const MIGRATIONS: &[&str] = &[V1_AUDIT];
+const MIGRATIONS: &[&str] = &[V1_AUDIT, V_VETTING];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest_version() -> i64 {

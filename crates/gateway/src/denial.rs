@@ -27,8 +27,8 @@ pub enum DenialCode {
     SessionKilled,
     /// The policy asks for an approval, which this build cannot obtain.
     ApprovalUnavailable,
-    /// A rate limit or budget applies, which this build cannot enforce.
-    LimitUnavailable,
+    /// A rate limit or budget is exhausted.
+    LimitExceeded,
     /// The gateway failed (for example the audit record could not be written).
     Internal,
 }
@@ -41,7 +41,7 @@ impl DenialCode {
             Self::PolicyDenied => "policy_denied",
             Self::SessionKilled => "session_killed",
             Self::ApprovalUnavailable => "approval_unavailable",
-            Self::LimitUnavailable => "limit_unavailable",
+            Self::LimitExceeded => "limit_exceeded",
             Self::Internal => "internal_error",
         }
     }

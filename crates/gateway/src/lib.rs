@@ -36,6 +36,7 @@
 mod config;
 mod denial;
 mod error;
+mod limits;
 mod record;
 mod reload;
 mod resolver;

@@ -70,6 +70,8 @@ struct CallInfo {
     decision_id: String,
     tool: String,
     taint: Vec<String>,
+    /// Rate-limit charges, given back if the upstream answers with a JSON-RPC error.
+    grants: Vec<portcullis_store::Grant>,
 }
 
 /// A client request the gateway has accepted and not answered yet.

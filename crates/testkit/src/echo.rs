@@ -5,7 +5,7 @@
 //! `hidden_tool`, and fault injectors: `crash` (exits with status [`CRASH_STATUS`] without
 //! answering), `garbage` (sends a malformed line, then answers), `ghost` (sends a response with an
 //! id nobody asked for, then answers), `malformed_reply` (answers with an invalid message carrying
-//! the request's id), `sample` (sends a `sampling/createMessage` request, then answers), `roots`
+//! the request's id), `rpc_error` (answers with a JSON-RPC error), `sample` (sends a `sampling/createMessage` request, then answers), `roots`
 //! (sends a `roots/list` request, then answers).
 
 use std::io::{BufRead, Write};
@@ -130,6 +130,7 @@ fn call(id: &Value, params: &Value) -> Reply {
             Err(error) => vec![text(id, &error.to_string(), true)],
         },
         "crash" => return Reply::Exit(CRASH_STATUS),
+        "rpc_error" => vec![json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": "upstream failure"}}).to_string()],
         "garbage" => vec!["{this is not json".to_owned(), text(id, "after garbage", false)],
         "ghost" => vec![
             json!({"jsonrpc": "2.0", "id": "ghost-id-never-sent", "result": {}}).to_string(),

@@ -103,6 +103,9 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 (true, false) => "ok",
             };
             self.record_outcome(call, &entry.method, outcome, *start);
+            if outcome == "rpc_error" {
+                crate::limits::release(&self.store, call.grants.clone());
+            }
             if outcome == "ok" && !call.taint.is_empty() {
                 tracing::info!(labels = ?call.taint, "the session is now tainted");
                 self.labels.extend(call.taint.iter().cloned());

@@ -287,7 +287,10 @@ mod tests {
                 std::thread::spawn(move || {
                     (0..10)
                         .filter(|_| {
-                            matches!(store.reserve(&[calls("shared", 25)]), Ok(Reserved::Granted(_)))
+                            matches!(
+                                store.reserve(&[calls("shared", 25)]),
+                                Ok(Reserved::Granted(_))
+                            )
                         })
                         .count()
                 })

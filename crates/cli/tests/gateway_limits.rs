@@ -186,3 +186,54 @@ fn a_counter_that_cannot_be_written_denies_with_internal() {
     drop(conn);
     assert_eq!(gw.finish(), 0);
 }
+
+const PROBED: &str = r#"kill_after: { denials: 3, within: 1m }
+tools:
+  echo.echo: { effect: read }
+rules:
+  - id: echo-ok
+    when: { server: echo, tool: echo }
+    decision: allow
+"#;
+
+#[test]
+fn kill_after_ends_a_session_that_keeps_probing() {
+    let setup = setup_with(PROBED);
+    let mut gw = setup.start();
+    gw.init();
+    assert!(is_denied(&gw.call(
+        1,
+        "read_file",
+        json!({"path": "/etc/passwd"})
+    )));
+    assert!(!is_denied(&gw.call(2, "echo", json!({"text": "fine"}))));
+    assert!(is_denied(&gw.call(
+        3,
+        "write_file",
+        json!({"path": "/tmp/x"})
+    )));
+    let d = denial(&gw.call(4, "read_file", json!({"path": "/etc/shadow"}))).clone();
+    assert_eq!(d["rule"], json!("default-deny"));
+    assert_eq!(gw.wait(), 1, "the third denial ends the session");
+    assert!(setup.log().contains("kill_after"), "{}", setup.log());
+}
+
+#[test]
+fn a_server_kill_after_replaces_the_policy_one() {
+    let setup = setup_with(
+        &PROBED
+            .replace("kill_after: { denials: 3, within: 1m }\n", "")
+            .replace(
+                "tools:",
+                "    kill_after: { denials: 1, within: 1m }\ntools:",
+            ),
+    );
+    let mut gw = setup.start();
+    gw.init();
+    assert!(is_denied(&gw.call(
+        1,
+        "read_file",
+        json!({"path": "/etc/passwd"})
+    )));
+    assert_eq!(gw.wait(), 1);
+}

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use portcullis_policy::Call;
-use portcullis_policy::model::{LimitScope, LimitSpec};
+use portcullis_policy::model::{KillAfterSpec, LimitScope, LimitSpec};
 use portcullis_store::{Grant, Reservation, Reserved, SqliteStore, StoreError};
 use serde_json::Value;
 
@@ -138,6 +138,39 @@ pub(crate) fn release(store: &Arc<SqliteStore>, grants: Vec<Grant>) {
     });
 }
 
+/// `kill_after: { denials, within }`: counts a session's denials in a sliding window and says
+/// when the session has to end. Internal failures of the gateway are not the caller's probing
+/// and are not counted.
+#[derive(Debug)]
+pub(crate) struct TripWire {
+    times: std::collections::VecDeque<std::time::Instant>,
+}
+
+impl TripWire {
+    pub(crate) fn new() -> Self {
+        TripWire {
+            times: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Records a denial at `now`; true when `spec`'s threshold is reached.
+    pub(crate) fn denied(&mut self, spec: Option<KillAfterSpec>, now: std::time::Instant) -> bool {
+        let Some(spec) = spec else {
+            return false;
+        };
+        let within = spec.within.as_duration();
+        while self
+            .times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= within)
+        {
+            self.times.pop_front();
+        }
+        self.times.push_back(now);
+        self.times.len() >= usize::try_from(spec.denials).unwrap_or(usize::MAX)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -184,5 +217,20 @@ mod tests {
             amount(&p, &call(json!({"order": {"total": 7}}))),
             Ok((7, 100))
         );
+    }
+
+    #[test]
+    fn trip_wire_counts_denials_in_a_sliding_window() {
+        let spec: KillAfterSpec = serde_json::from_str(r#"{"denials":3,"within":"1m"}"#).unwrap();
+        let start = std::time::Instant::now();
+        let at = |s| start + std::time::Duration::from_secs(s);
+        let mut wire = TripWire::new();
+        assert!(!wire.denied(Some(spec), at(0)));
+        assert!(!wire.denied(Some(spec), at(30)));
+        // The first denial has left the window by now.
+        assert!(!wire.denied(Some(spec), at(61)));
+        assert!(wire.denied(Some(spec), at(62)));
+        let mut off = TripWire::new();
+        assert!((0..100).all(|s| !off.denied(None, at(s))));
     }
 }

@@ -106,6 +106,7 @@ pub(crate) struct Session<W> {
     client_ok: bool,
     audits: JoinSet<Audited>,
     limits: Limits,
+    trips: crate::limits::TripWire,
     end: Option<SessionEnd>,
 }
 
@@ -138,6 +139,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             client_ok: true,
             audits: JoinSet::new(),
             limits: Limits::default(),
+            trips: crate::limits::TripWire::new(),
             end: None,
         }
     }

@@ -321,6 +321,14 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 self.send_client(&denial.respond(&id, &method)).await;
                 if kill {
                     self.kill().await;
+                } else if denial.reason_class != ReasonClass::Internal
+                    && self.trips.denied(
+                        self.policy.kill_after(&self.server),
+                        std::time::Instant::now(),
+                    )
+                {
+                    tracing::warn!("kill_after: too many denials in this session; ending it");
+                    self.kill().await;
                 }
             }
         }

@@ -237,3 +237,76 @@ fn a_server_kill_after_replaces_the_policy_one() {
     )));
     assert_eq!(gw.wait(), 1);
 }
+
+const TRIFECTA: &str = r#"tools:
+  echo.read_file: { effect: read, args: { path: path } }
+  echo.echo: { effect: network }
+rules:
+  - id: read-ws
+    when: { server: echo, tool: read_file, args: { path: { under: WS } } }
+    decision: allow
+  - id: env-taints
+    when: { server: echo, tool: read_file, args: { path: { glob: ["**/.env"] } } }
+    decision: allow
+    taint: [secret]
+  - id: send
+    when: { server: echo, tool: echo }
+    decision: allow
+  - id: no-exfiltration
+    when: { effect: network, labels: [secret] }
+    decision: deny
+    on_deny: this session has handled a secret
+"#;
+
+const PRIVATE_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n";
+
+fn trifecta() -> Setup {
+    let setup = setup_with("");
+    let body = TRIFECTA.replace("WS", &setup.ws.display().to_string());
+    let text = std::fs::read_to_string(&setup.policy).unwrap() + &body;
+    std::fs::write(&setup.policy, text).unwrap();
+    setup
+}
+
+#[test]
+fn trifecta_a_credential_in_a_response_blocks_network_calls_for_the_session_only() {
+    let setup = trifecta();
+    std::fs::write(setup.ws.join("notes.txt"), PRIVATE_KEY).unwrap();
+    let mut gw = setup.start();
+    gw.init();
+    assert!(!is_denied(&gw.call(1, "echo", json!({"text": "before"}))));
+    let answer = gw.call(
+        2,
+        "read_file",
+        json!({"path": setup.ws.join("notes.txt").display().to_string()}),
+    );
+    assert!(!is_denied(&answer), "{answer}");
+    let d = denial(&gw.call(3, "echo", json!({"text": "exfiltrate"}))).clone();
+    assert_eq!(d["rule"], json!("no-exfiltration"));
+    assert_eq!(d["reason_class"], json!("tainted-session"));
+    assert!(!setup.recording().contains("exfiltrate"));
+    assert_eq!(gw.finish(), 0);
+
+    // A fresh session starts clean.
+    let mut gw = setup.start();
+    gw.init();
+    assert!(!is_denied(&gw.call(1, "echo", json!({"text": "fresh"}))));
+    assert_eq!(gw.finish(), 0);
+}
+
+#[test]
+fn trifecta_a_tainting_rule_blocks_network_calls_after_it() {
+    let setup = trifecta();
+    std::fs::write(setup.ws.join(".env"), "PLAIN=value\n").unwrap();
+    let mut gw = setup.start();
+    gw.init();
+    let answer = gw.call(
+        1,
+        "read_file",
+        json!({"path": setup.ws.join(".env").display().to_string()}),
+    );
+    assert!(!is_denied(&answer), "{answer}");
+    let d = denial(&gw.call(2, "echo", json!({"text": "exfiltrate"}))).clone();
+    assert_eq!(d["rule"], json!("no-exfiltration"));
+    assert_eq!(gw.finish(), 0);
+}

@@ -43,6 +43,7 @@ mod resolver;
 mod run;
 mod selftest;
 mod session;
+mod vetting;
 
 pub use config::{
     DEFAULT_STATE_DIR, RunOptions, child_spec, load_policy, select_server, state_dir,

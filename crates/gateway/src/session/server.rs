@@ -106,6 +106,19 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             if outcome == "rpc_error" {
                 crate::limits::release(&self.store, call.grants.clone());
             }
+            // Response taint: a result that carries a credential labels the session, so a
+            // policy can deny what could carry it out (the lethal trifecta).
+            if success
+                && !self.labels.contains(crate::vetting::SECRET_LABEL)
+                && value
+                    .get("result")
+                    .is_some_and(crate::vetting::response_carries_secret)
+            {
+                tracing::info!(
+                    "a response carried a credential; the session is now labelled `secret`"
+                );
+                self.labels.insert(crate::vetting::SECRET_LABEL.to_owned());
+            }
             if outcome == "ok" && !call.taint.is_empty() {
                 tracing::info!(labels = ?call.taint, "the session is now tainted");
                 self.labels.extend(call.taint.iter().cloned());

@@ -4,6 +4,7 @@ pub(crate) mod cond;
 pub(crate) mod hours;
 pub(crate) mod matcher;
 pub(crate) mod names;
+mod reach;
 pub(crate) mod tools;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -22,8 +23,10 @@ use crate::model::{
 use crate::pack::canonical_policy_json;
 
 /// Ids the engine itself uses for decisions no rule made; a policy may not reuse them.
-pub const RESERVED_RULE_IDS: [&str; 6] = [
+pub const RESERVED_RULE_IDS: [&str; 8] = [
     "default-deny",
+    "tool-identity",
+    "input-schema",
     "unconfigured-server",
     "hidden-tool",
     "argument-type",

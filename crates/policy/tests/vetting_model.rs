@@ -49,3 +49,59 @@ fn pin_modes_are_per_server() {
     let err = load("version: 1\nservers:\n  fs: { command: [srv], pin: always }\n").unwrap_err();
     assert!(err.contains("always"), "{err}");
 }
+
+const REACH: &str = r#"version: 1
+servers:
+  fs: { command: [srv] }
+  other: { command: [srv2] }
+tools:
+  fs.read: { effect: read }
+  fs.write: { effect: write }
+rules:
+  - id: reads
+    when: { server: fs, effect: read, args: { path: { under: /ws } } }
+    decision: allow
+  - id: writes-approved
+    when: { server: fs, tool: "write*" }
+    decision: require_approval
+  - id: never-write-all
+    when: { server: fs, tool: write_all }
+    decision: deny
+  - id: deny-unless
+    when: { server: fs, tool: write_some }
+    unless: { principal: alice }
+    decision: deny
+  - id: resource-only
+    when: { server: fs, tool: res, method: resources/read }
+    decision: allow
+hide: [fs.read_secret*]
+"#;
+
+#[test]
+fn can_ever_allow_follows_the_rules() {
+    let p = load(REACH).unwrap();
+    assert!(
+        p.can_ever_allow("fs", "read"),
+        "an allow with conditions may hold"
+    );
+    assert!(p.can_ever_allow("fs", "write"), "approval counts");
+    assert!(
+        !p.can_ever_allow("fs", "write_all"),
+        "an unconditional deny"
+    );
+    assert!(
+        p.can_ever_allow("fs", "write_some"),
+        "a deny with unless may not fire"
+    );
+    assert!(!p.can_ever_allow("fs", "delete"), "no rule allows it");
+    assert!(
+        !p.can_ever_allow("fs", "res"),
+        "only resources/read is allowed"
+    );
+    assert!(!p.can_ever_allow("fs", "read_secret_key"), "hidden");
+    assert!(!p.can_ever_allow("nope", "read"), "unconfigured server");
+    assert!(
+        !p.can_ever_allow("other", "read"),
+        "no rule names the server"
+    );
+}

@@ -55,3 +55,4 @@ pub use resolver::{FsResolver, MAX_SYMLINK_HOPS};
 pub use run::{KILLED_EXIT_CODE, run};
 pub use selftest::self_test;
 pub use session::SessionEnd;
+pub use vetting::pins::{LOCK_FILE, LockError, LockFile, fingerprint};

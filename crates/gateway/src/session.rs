@@ -8,6 +8,7 @@
 mod client;
 mod evaluate;
 mod server;
+mod vet;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -107,6 +108,8 @@ pub(crate) struct Session<W> {
     audits: JoinSet<Audited>,
     limits: Limits,
     trips: crate::limits::TripWire,
+    vet: vet::VetState,
+    lock_path: PathBuf,
     end: Option<SessionEnd>,
 }
 
@@ -126,7 +129,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         Self {
             server: parts.server,
             policy: Arc::new(parts.policy),
-            reloader: Reloader::new(parts.policy_path, parts.policy_text),
+            reloader: Reloader::new(parts.policy_path.clone(), parts.policy_text),
             store: parts.store,
             session_id: random_id("s-"),
             labels: BTreeSet::new(),
@@ -140,6 +143,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             audits: JoinSet::new(),
             limits: Limits::default(),
             trips: crate::limits::TripWire::new(),
+            vet: vet::VetState::default(),
+            lock_path: crate::vetting::pins::LockFile::path_for(&parts.policy_path),
             end: None,
         }
     }

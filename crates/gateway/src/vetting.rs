@@ -1,6 +1,10 @@
 //! Vetting of what servers say: tool pinning ([`pins`]), input schemas ([`schema`]), the
 //! poisoning scan ([`poison`]), and the response scan that labels a session `secret`.
 
+pub(crate) mod pins;
+pub(crate) mod poison;
+pub(crate) mod schema;
+
 use portcullis_policy::normalize::secret::find_secret;
 use serde_json::Value;
 

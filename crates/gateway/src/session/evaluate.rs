@@ -176,6 +176,18 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             }
         };
 
+        if class == ClientMethod::ToolsCall
+            && let Ok(bytes) = parsed.to_bytes()
+            && self.park_if_listing(&tool, &bytes)
+        {
+            return;
+        }
+        let vet_denial = if class == ClientMethod::ToolsCall {
+            self.vet_call(&tool, &arguments)
+        } else {
+            None
+        };
+
         let call = Call {
             server: self.server.clone(),
             tool: tool.clone(),
@@ -196,6 +208,18 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             },
         );
         let mut verdict = Verdict::of(&eval);
+        if let Some(vet) = vet_denial
+            && verdict.decision <= Decision::RequireApproval
+        {
+            verdict = Verdict {
+                decision: Decision::Deny,
+                code: DenialCode::PolicyDenied,
+                class: vet.class,
+                rule: vet.rule.to_owned(),
+                public: vet.public.to_owned(),
+                reason: vet.reason,
+            };
+        }
         let mut grants = Vec::new();
         if verdict.decision == Decision::Allow && !eval.limits.is_empty() {
             let outcome = limits::reserve(&self.store, &eval.limits, &call).await;

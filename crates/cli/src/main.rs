@@ -7,6 +7,7 @@ mod audit;
 mod check;
 mod explain;
 mod pack;
+mod pin;
 mod policy_file;
 mod run;
 mod schema;
@@ -52,6 +53,7 @@ enum Command {
     Schema(schema::SchemaArgs),
     Run(run::RunArgs),
     Audit(audit::AuditArgs),
+    Pin(pin::PinArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Schema(args) => schema::run(&args),
         Command::Run(args) => run::run(args),
         Command::Audit(args) => audit::run(&args),
+        Command::Pin(args) => pin::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -23,9 +23,11 @@
 //!
 //! # Choices worth knowing
 //!
-//! - **Approvals and limits** are not in this build. A `require_approval` decision is denied with
-//!   reason class `approval`, and an allow that carries a `limit` is denied with `rate-limit`:
-//!   until they can be honoured, "no" is the only fail-closed answer.
+//! - **Approvals** are not in this build. A `require_approval` decision is denied with reason
+//!   class `approval`: until it can be honoured, "no" is the only fail-closed answer.
+//! - **Limits** are reserved in the store before forwarding and given back on a JSON-RPC error;
+//!   a counter that fails denies (`internal`). **Vetting** (`pin:` on a server) hides and denies
+//!   new, changed and poisoned tools and checks calls against the pinned input schema.
 //! - **Audit failure** denies: if the decision record is not durable, the call is refused with
 //!   reason class `internal` and never forwarded. An outcome record that fails is logged loudly;
 //!   the answer has already been sent.

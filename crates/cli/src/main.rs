@@ -10,6 +10,7 @@ mod demo;
 mod explain;
 mod lease;
 mod pack;
+mod pin;
 mod policy_file;
 mod run;
 mod schema;
@@ -60,6 +61,7 @@ enum Command {
     Demo(demo::DemoArgs),
     #[command(hide = true)]
     DemoServer(demo::DemoServerArgs),
+    Pin(pin::PinArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Lease(args) => lease::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::DemoServer(args) => demo::serve(&args),
+        Command::Pin(args) => pin::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

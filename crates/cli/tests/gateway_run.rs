@@ -195,19 +195,6 @@ fn hidden_tools_are_removed_from_tools_list_and_denied() {
 }
 
 #[test]
-fn limits_fail_closed_in_this_build() {
-    // Approvals are tested in approvals.rs.
-    let setup = Setup::new();
-    let mut gw = setup.start();
-    gw.init();
-    let d = denial(&gw.call(2, "limited", json!({}))).clone();
-    assert_eq!(d["reason_class"], json!("rate-limit"));
-    assert_eq!(d["rule"], json!("limited"));
-    let rec = setup.recording();
-    assert!(!rec.contains("limited"), "{rec}");
-}
-
-#[test]
 fn resource_denial_is_an_application_error() {
     let setup = Setup::new();
     let mut gw = setup.start();

@@ -1,5 +1,6 @@
 //! End-to-end: `portcullis demo` runs the gateway around its built-in sample server and prints an
-//! allow, a deny with its rule and reason, an approval-required write, a traversal attempt, the
+//! allow, a deny with its rule and reason, a held write a human approves and one a human denies,
+//! a traversal attempt, the
 //! audit trail and a verified chain, exiting 0. It needs no installed peers.
 #![allow(
     clippy::unwrap_used,
@@ -34,13 +35,20 @@ fn demo_shows_allow_deny_approval_traversal_and_a_verified_audit_trail() {
         "ALLOWED  the server answered: \"# Demo project",
         "3. read the API key in .env",
         "DENIED   rule deny-secrets, reason class argument: secrets are off limits",
-        "4. write a file",
+        "4. write a file: the call is held until a human approves it",
+        "HELD     pending approval a-",
+        "human → portcullis approvals approve a-",
+        "ALLOWED  the server answered: \"wrote ",
+        "5. overwrite the README: the human says no",
+        "HELD     pending approval a-",
+        "human → portcullis approvals deny a-",
         "DENIED   rule approve-writes, reason class approval:",
-        "5. climb out of the workspace with ../",
+        "6. climb out of the workspace with ../",
         "DENIED   rule default-deny, reason class default:",
         "── the audit trail: portcullis audit tail",
+        "approved by demo-human through cli",
         "── portcullis audit verify ──",
-        "audit chain ok: 8 records",
+        "audit chain ok: 10 records",
         "Every call was decided as the policy says",
     ];
     let mut from = 0;

@@ -65,12 +65,24 @@ enum Expect {
     },
 }
 
+/// What the demo's human does while a call waits for approval.
+#[derive(Clone, Copy, Debug)]
+enum Human {
+    /// Nobody is asked.
+    Absent,
+    /// `portcullis approvals approve ID`.
+    Approves,
+    /// `portcullis approvals deny ID`.
+    Denies,
+}
+
 /// One call of the scripted agent.
 struct Step {
     what: &'static str,
     tool: &'static str,
     args: Value,
     expect: Expect,
+    human: Human,
 }
 
 /// Runs the demo, printing to `out`. Returns `true` when every call was decided as the demo
@@ -121,12 +133,14 @@ fn run_in(options: &DemoOptions, root: &Path, out: &mut dyn Write) -> Result<boo
             tool: "read_file",
             args: json!({"path": p("README.md")}),
             expect: Expect::Allow,
+            human: Human::Absent,
         },
         Step {
             what: "list the workspace",
             tool: "run_command",
             args: json!({"command": "ls"}),
             expect: Expect::Allow,
+            human: Human::Absent,
         },
         Step {
             what: "read the API key in .env",
@@ -136,15 +150,24 @@ fn run_in(options: &DemoOptions, root: &Path, out: &mut dyn Write) -> Result<boo
                 rule: "deny-secrets",
                 class: "argument",
             },
+            human: Human::Absent,
         },
         Step {
-            what: "write a file",
+            what: "write a file: the call is held until a human approves it",
             tool: "write_file",
             args: json!({"path": p("NOTES.md"), "content": "agent notes\n"}),
+            expect: Expect::Allow,
+            human: Human::Approves,
+        },
+        Step {
+            what: "overwrite the README: the human says no",
+            tool: "write_file",
+            args: json!({"path": p("README.md"), "content": "pwned\n"}),
             expect: Expect::Deny {
                 rule: "approve-writes",
                 class: "approval",
             },
+            human: Human::Denies,
         },
         Step {
             what: "climb out of the workspace with ../",
@@ -154,6 +177,7 @@ fn run_in(options: &DemoOptions, root: &Path, out: &mut dyn Write) -> Result<boo
                 rule: "default-deny",
                 class: "default",
             },
+            human: Human::Absent,
         },
         Step {
             what: "run something destructive",
@@ -163,6 +187,7 @@ fn run_in(options: &DemoOptions, root: &Path, out: &mut dyn Write) -> Result<boo
                 rule: "default-deny",
                 class: "default",
             },
+            human: Human::Absent,
         },
     ];
 
@@ -197,10 +222,6 @@ fn run_in(options: &DemoOptions, root: &Path, out: &mut dyn Write) -> Result<boo
 
     let mut as_expected = true;
     for (n, step) in steps.iter().enumerate() {
-        let answer = agent.request(
-            "tools/call",
-            json!({"name": step.tool, "arguments": step.args}),
-        )?;
         let args = step.args.to_string().replace(&ws_text, "$WS");
         w(
             out,
@@ -211,6 +232,16 @@ fn run_in(options: &DemoOptions, root: &Path, out: &mut dyn Write) -> Result<boo
                 step.tool
             ),
         )?;
+        let id = agent.start_request(
+            "tools/call",
+            json!({"name": step.tool, "arguments": step.args}),
+        )?;
+        if !matches!(step.human, Human::Absent) {
+            for line in act_as_human(&options.exe, &state, step.human)? {
+                w(out, format!("   {}", line.replace(&ws_text, "$WS")))?;
+            }
+        }
+        let answer = agent.answer(id, "tools/call")?;
         let (shown, ok) = describe(&answer, step.expect);
         for line in shown {
             w(out, format!("   {line}"))?;
@@ -223,11 +254,18 @@ fn run_in(options: &DemoOptions, root: &Path, out: &mut dyn Write) -> Result<boo
             )?;
         }
     }
-    if std::fs::metadata(ws.join("NOTES.md")).is_ok() {
+    if std::fs::read_to_string(ws.join("README.md")).is_ok_and(|t| t.contains("pwned")) {
         as_expected = false;
         w(
             out,
-            "   !! the refused write reached the server: NOTES.md exists".to_owned(),
+            "   !! the refused write reached the server: README.md was overwritten".to_owned(),
+        )?;
+    }
+    if std::fs::metadata(ws.join("NOTES.md")).is_err() {
+        as_expected = false;
+        w(
+            out,
+            "   !! the approved write did not reach the server: NOTES.md is missing".to_owned(),
         )?;
     }
     if let Err(error) = agent.finish() {
@@ -344,4 +382,75 @@ fn make_root() -> Result<PathBuf, DemoError> {
     std::fs::create_dir(&root)
         .and_then(|()| root.canonicalize())
         .map_err(|e| DemoError::new(format!("cannot create {}: {e}", root.display())))
+}
+
+/// How long the demo's human waits for the held call to show up in the approvals list.
+const HUMAN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Plays the human at the approvals CLI: waits for the pending approval, shows it, then
+/// approves or denies it with `portcullis approvals`, exactly as an operator would.
+fn act_as_human(exe: &Path, state: &Path, human: Human) -> Result<Vec<String>, DemoError> {
+    let state_text = state.display().to_string();
+    let deadline = std::time::Instant::now() + HUMAN_PATIENCE;
+    let pending = loop {
+        let (_, list) = portcullis(
+            exe,
+            &["approvals", "list", "--json", "--state-dir", &state_text],
+        )?;
+        let found = list
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|a| a.get("state").and_then(Value::as_str) == Some("pending"));
+        if let Some(found) = found {
+            break found;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(DemoError::new(
+                "the held call never appeared in `portcullis approvals list`",
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let id = pending
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut shown = vec![format!(
+        "HELD     pending approval {id}: {} {} ({} effect, rule {})",
+        pending.get("tool").and_then(Value::as_str).unwrap_or("?"),
+        pending
+            .get("arguments")
+            .map(Value::to_string)
+            .unwrap_or_default(),
+        pending.get("effect").and_then(Value::as_str).unwrap_or("?"),
+        pending.get("rule").and_then(Value::as_str).unwrap_or("?"),
+    )];
+    let (verb, note) = match human {
+        Human::Denies => ("deny", "the README stays as it is"),
+        Human::Approves | Human::Absent => ("approve", "notes are fine"),
+    };
+    let (ok, said) = portcullis(
+        exe,
+        &[
+            "approvals",
+            verb,
+            &id,
+            "--as",
+            "demo-human",
+            "--note",
+            note,
+            "--state-dir",
+            &state_text,
+        ],
+    )?;
+    if !ok {
+        return Err(DemoError::new(format!(
+            "`portcullis approvals {verb}` failed: {said}"
+        )));
+    }
+    shown.push(format!(
+        "human → portcullis approvals {verb} {id} --as demo-human"
+    ));
+    Ok(shown)
 }

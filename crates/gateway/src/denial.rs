@@ -28,12 +28,12 @@ pub enum DenialCode {
     /// The policy asks for an approval that cannot be obtained for this call (it cannot be bound
     /// to an approval, or the session has too many pending).
     ApprovalUnavailable,
-    /// A rate limit or budget applies, which this build cannot enforce.
-    LimitUnavailable,
     /// An approval is pending: retry the identical call once a human approved it (approvals).
     ApprovalPending,
     /// A held call was denied by a human, timed out, or its approval could not be read (approvals).
     ApprovalDenied,
+    /// A rate limit or budget is exhausted.
+    LimitExceeded,
     /// The gateway failed (for example the audit record could not be written).
     Internal,
 }
@@ -46,9 +46,9 @@ impl DenialCode {
             Self::PolicyDenied => "policy_denied",
             Self::SessionKilled => "session_killed",
             Self::ApprovalUnavailable => "approval_unavailable",
-            Self::LimitUnavailable => "limit_unavailable",
             Self::ApprovalPending => "approval_pending",
             Self::ApprovalDenied => "approval_denied",
+            Self::LimitExceeded => "limit_exceeded",
             Self::Internal => "internal_error",
         }
     }

@@ -27,8 +27,10 @@
 //!
 //! - **Approvals** (see `docs/approvals.md`): a `require_approval` decision is turned into `allow`
 //!   only by a scope lease or by a human's approval bound to the exact call; otherwise the call is
-//!   held or denied. In observe mode nothing is held. **Limits** are not in this build: an allow
-//!   that carries a `limit` is denied with `rate-limit`.
+//!   held or denied. In observe mode nothing is held.
+//! - **Limits** are reserved in the store before forwarding and given back on a JSON-RPC error;
+//!   a counter that fails denies (`internal`). **Vetting** (`pin:` on a server) hides and denies
+//!   new, changed and poisoned tools and checks calls against the pinned input schema.
 //! - **Audit failure** denies: if the decision record is not durable, the call is refused with
 //!   reason class `internal` and never forwarded. An outcome record that fails is logged loudly;
 //!   the answer has already been sent.
@@ -44,12 +46,14 @@ mod config;
 pub mod demo;
 mod denial;
 mod error;
+mod limits;
 mod record;
 mod reload;
 mod resolver;
 mod run;
 mod selftest;
 mod session;
+mod vetting;
 
 pub use config::{
     DEFAULT_STATE_DIR, RunOptions, child_spec, load_policy, select_server, state_dir,
@@ -61,3 +65,4 @@ pub use resolver::{FsResolver, MAX_SYMLINK_HOPS};
 pub use run::{KILLED_EXIT_CODE, run};
 pub use selftest::self_test;
 pub use session::SessionEnd;
+pub use vetting::pins::{LOCK_FILE, LockError, LockFile, fingerprint};

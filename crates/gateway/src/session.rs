@@ -11,6 +11,7 @@ mod approval;
 mod client;
 mod evaluate;
 mod server;
+mod vet;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -75,6 +76,8 @@ struct CallInfo {
     decision_id: String,
     tool: String,
     taint: Vec<String>,
+    /// Rate-limit charges, given back if the upstream answers with a JSON-RPC error.
+    grants: Vec<portcullis_store::Grant>,
 }
 
 /// A client request the gateway has accepted and not answered yet.
@@ -109,6 +112,9 @@ pub(crate) struct Session<W> {
     client_ok: bool,
     audits: JoinSet<Audited>,
     limits: Limits,
+    trips: crate::limits::TripWire,
+    vet: vet::VetState,
+    lock_path: PathBuf,
     end: Option<SessionEnd>,
     approvals: approval::Approvals,
 }
@@ -133,7 +139,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         Self {
             server: parts.server,
             policy: Arc::new(parts.policy),
-            reloader: Reloader::new(parts.policy_path, parts.policy_text),
+            reloader: Reloader::new(parts.policy_path.clone(), parts.policy_text),
             store: parts.store,
             session_id: random_id("s-"),
             labels: BTreeSet::new(),
@@ -146,6 +152,9 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             client_ok: true,
             audits: JoinSet::new(),
             limits: Limits::default(),
+            trips: crate::limits::TripWire::new(),
+            vet: vet::VetState::default(),
+            lock_path: crate::vetting::pins::LockFile::path_for(&parts.policy_path),
             end: None,
             approvals: approval::Approvals::new(parts.approvals, parts.principal),
         }

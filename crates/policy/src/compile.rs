@@ -4,6 +4,7 @@ pub(crate) mod cond;
 pub(crate) mod hours;
 pub(crate) mod matcher;
 pub(crate) mod names;
+mod reach;
 pub(crate) mod tools;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -16,12 +17,16 @@ use self::tools::ToolTable;
 use crate::decision::{Decision, Mode};
 use crate::error::{PolicyError, PolicyErrors, SourcePos};
 use crate::load::{parse_policy, resolve_env};
-use crate::model::{ApprovalSpec, LimitSpec, PolicyFile, RuleSpec, ServerSpec};
+use crate::model::{
+    ApprovalSpec, KillAfterSpec, LimitSpec, PinMode, PolicyFile, RuleSpec, ServerSpec,
+};
 use crate::pack::canonical_policy_json;
 
 /// Ids the engine itself uses for decisions no rule made; a policy may not reuse them.
-pub const RESERVED_RULE_IDS: [&str; 6] = [
+pub const RESERVED_RULE_IDS: [&str; 8] = [
     "default-deny",
+    "tool-identity",
+    "input-schema",
     "unconfigured-server",
     "hidden-tool",
     "argument-type",
@@ -142,6 +147,21 @@ impl CompiledPolicy {
         self.rules.len()
     }
 
+    /// The trip wire for sessions of `server`: the server's own `kill_after`, else the policy's.
+    #[must_use]
+    pub fn kill_after(&self, server: &str) -> Option<KillAfterSpec> {
+        self.servers
+            .get(server)
+            .and_then(|s| s.spec.kill_after)
+            .or(self.raw.kill_after)
+    }
+
+    /// How `server`'s tools are pinned, if they are.
+    #[must_use]
+    pub fn pin_mode(&self, server: &str) -> Option<PinMode> {
+        self.servers.get(server).and_then(|s| s.spec.pin)
+    }
+
     /// Whether `server.tool` is hidden by `hide`.
     #[must_use]
     pub fn is_hidden(&self, server: &str, tool: &str) -> bool {
@@ -179,8 +199,23 @@ pub fn compile(
     let mut errors = Vec::new();
     let mode = resolved.mode.unwrap_or_default();
 
+    let kill_after_zero = |k: &Option<KillAfterSpec>| k.is_some_and(|k| k.denials == 0);
+    if kill_after_zero(&resolved.kill_after) {
+        errors.push(
+            PolicyError::new(file, "`kill_after.denials` must be at least 1")
+                .field("kill_after")
+                .help("write e.g. `kill_after: { denials: 5, within: 1m }`"),
+        );
+    }
     let mut servers = BTreeMap::new();
     for (name, spec) in &resolved.servers {
+        if kill_after_zero(&spec.kill_after) {
+            errors.push(
+                PolicyError::new(file, "`kill_after.denials` must be at least 1")
+                    .field(format!("servers.{name}.kill_after"))
+                    .help("write e.g. `kill_after: { denials: 5, within: 1m }`"),
+            );
+        }
         let field = format!("servers.{name}");
         let name_ok = !name.is_empty()
             && name.len() <= 64

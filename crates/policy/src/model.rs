@@ -44,6 +44,30 @@ pub struct PolicyFile {
     /// Tools that are never listed and never callable, as `server.tool` globs.
     #[serde(default)]
     pub hide: Vec<String>,
+    /// End a session that keeps being denied (a server's own `kill_after` replaces this one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_after: Option<KillAfterSpec>,
+}
+
+/// A trip wire: so many denials within so long end the session (DESIGN §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KillAfterSpec {
+    /// How many denials (at least 1) end the session.
+    pub denials: u32,
+    /// Within how long.
+    pub within: PolicyDuration,
+}
+
+/// How a server's tool definitions are pinned (DESIGN §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PinMode {
+    /// Only tools whose fingerprint is in `portcullis.lock` beside the policy are exposed.
+    Lock,
+    /// Trust on first use: the first tool list of the server is recorded in the store; any new or
+    /// changed tool after that waits for `portcullis pin approve`.
+    Tofu,
 }
 
 /// One MCP server: either a command to spawn (stdio) or a URL (Streamable HTTP).
@@ -79,6 +103,13 @@ pub struct ServerSpec {
     /// Per-server mode override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
+    /// Pin the server's tool definitions: `lock` or `tofu`. Pinned tools are also checked for
+    /// poisoning and their calls validated against the pinned input schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<PinMode>,
+    /// A trip wire for this server's sessions, replacing the policy-wide `kill_after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_after: Option<KillAfterSpec>,
 }
 
 /// Trusted facts about a tool.

@@ -66,4 +66,6 @@ pub use chain::{
 };
 pub use error::StoreError;
 pub use event::{AuditEntry, AuditEvent, AuditKind};
-pub use sqlite::{DB_FILE, QUEUE_CAPACITY, SqliteStore};
+pub use sqlite::{
+    DB_FILE, Grant, PinRecord, PinStatus, QUEUE_CAPACITY, Reservation, Reserved, SqliteStore,
+};

@@ -4,9 +4,9 @@
 //! read-only connection. The database runs in WAL mode with `synchronous=FULL`, so a committed
 //! transaction has been fsynced and readers never block the writer.
 
-// approvals: begin
 pub(crate) mod approvals;
-// approvals: end
+mod counters;
+mod pins;
 mod read;
 mod schema;
 mod writer;
@@ -28,6 +28,9 @@ use crate::error::StoreError;
 use crate::event::{AuditEntry, AuditEvent};
 use crate::key;
 use writer::{Job, Reply, Writer};
+
+pub use counters::{Grant, Reservation, Reserved};
+pub use pins::{PinRecord, PinStatus};
 
 /// The database file's name inside the state directory.
 pub const DB_FILE: &str = "state.db";
@@ -54,6 +57,9 @@ pub struct SqliteStore {
     writer: Option<JoinHandle<()>>,
     commits: Arc<AtomicU64>,
     reader: Mutex<Connection>,
+    /// A read-write connection for counters and pins, whose short transactions must not wait
+    /// behind audit batches in the writer's queue.
+    state: Mutex<Connection>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -80,6 +86,7 @@ impl SqliteStore {
         let mut conn = open_writer(&db_path)?;
         schema::migrate(&mut conn, &db_path)?;
         let reader = open_reader(&db_path)?;
+        let state = open_writer(&db_path)?;
 
         let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
         let commits = Arc::new(AtomicU64::new(0));
@@ -101,6 +108,7 @@ impl SqliteStore {
             writer: Some(handle),
             commits,
             reader: Mutex::new(reader),
+            state: Mutex::new(state),
         })
     }
 
@@ -177,6 +185,11 @@ impl SqliteStore {
     /// Reads one consistent snapshot, so appends running meanwhile cannot cause a false alarm.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
         read::verify(&mut self.lock_reader(), &self.db_path, &self.verifying_key)
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // Every state transaction commits or rolls back before the guard is dropped.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_reader(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -76,9 +76,20 @@ impl Agent {
 
     /// Sends a request and waits for its answer (notifications in between are skipped).
     pub(super) fn request(&mut self, method: &str, params: Value) -> Result<Value, DemoError> {
+        let id = self.start_request(method, params)?;
+        self.answer(id, method)
+    }
+
+    /// Sends a request without waiting; [`Agent::answer`] collects its answer later.
+    pub(super) fn start_request(&mut self, method: &str, params: Value) -> Result<i64, DemoError> {
         let id = self.next_id;
         self.next_id += 1;
         self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))?;
+        Ok(id)
+    }
+
+    /// Waits for the answer to request `id` (notifications in between are skipped).
+    pub(super) fn answer(&mut self, id: i64, method: &str) -> Result<Value, DemoError> {
         let deadline = Instant::now() + ANSWER_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -176,6 +176,9 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 tracing::error!(%error, "cannot serialize a parsed message; this is a bug, please report")
             }
         }
+        if method == "notifications/initialized" {
+            self.start_vetting().await;
+        }
     }
 
     /// A client's answer to a server-to-client request: passed only for ids the server sent.

@@ -4,20 +4,27 @@ use portcullis_mcp::{
     ClientMethod, Id, Parsed, PromptGetParams, ResourceReadParams, ToolCallParams,
 };
 use portcullis_policy::{Call, Decision, EvalContext, Evaluation, Mode, ReasonClass, evaluate};
-use portcullis_store::AuditKind;
+use portcullis_store::{AuditKind, Grant};
 use serde_json::{Map, Value};
 use tokio::io::AsyncWrite;
 
 use super::{Action, Audited, CallInfo, Pending, Session, SessionEnd, Stage, random_id};
 use crate::denial::{Denial, DenialCode};
+use crate::limits::{self, LimitOutcome};
 use crate::record;
 use crate::resolver::FsResolver;
 
 /// Public reason when a rule asks for an approval, which this build cannot obtain.
-const APPROVAL_UNAVAILABLE: &str = "this call needs a human's approval, and approvals are not available in this build of portcullis";
-/// Public reason when a rule puts a limit on the call, which this build cannot enforce.
-const LIMIT_UNAVAILABLE: &str =
-    "this call is subject to a rate limit or budget, and limits are not enforced by this build yet";
+/// Public reason for a `require_approval` that is not being asked (observe mode, where nothing is
+/// held, or a call refused before a human could be asked).
+const APPROVAL_UNAVAILABLE: &str = "this call needs a human's approval";
+/// Public reason when a rate limit or budget is exhausted.
+const LIMIT_EXCEEDED: &str = "this call is over a rate limit or budget; try again later";
+/// Public reason when a limit's amount argument cannot be read.
+const LIMIT_BAD_AMOUNT: &str = "this call's budget argument is missing or not a whole number";
+/// Public reason when a counter could not be read or written.
+const LIMIT_FAILED: &str =
+    "the gateway could not check a rate limit for this call, so it was not forwarded";
 /// Public reason when the decision record could not be written.
 const AUDIT_FAILED: &str =
     "the gateway could not record this call in its audit log, so it was not forwarded";
@@ -33,8 +40,9 @@ struct Verdict {
 }
 
 impl Verdict {
-    /// Turns `require_approval` and limited allows into denials: approvals and limits arrive in a
-    /// later build, and until then the only fail-closed reading of them is "no".
+    /// Turns `require_approval` into a denial: approvals arrive in a later build, and until then
+    /// the only fail-closed reading of them is "no". Limits are applied afterwards, by
+    /// [`Verdict::limited`].
     fn of(eval: &Evaluation) -> Self {
         let first = eval
             .rules
@@ -50,37 +58,22 @@ impl Verdict {
             reason,
         };
         match eval.decision {
-            Decision::Allow => match eval.limits.first() {
-                Some((rule, _)) => verdict(
-                    Decision::Deny,
-                    DenialCode::LimitUnavailable,
-                    ReasonClass::RateLimit,
-                    rule.clone(),
-                    LIMIT_UNAVAILABLE,
-                    format!(
-                        "{}; rule `{rule}` sets a limit, and limits are not enforced by this build yet: denied",
-                        eval.reason
-                    ),
-                ),
-                None => verdict(
-                    Decision::Allow,
-                    DenialCode::PolicyDenied,
-                    eval.reason_class,
-                    first,
-                    &eval.public_reason,
-                    eval.reason.clone(),
-                ),
-            },
+            // Limits are reserved after evaluation, in `apply_limits`.
+            Decision::Allow => verdict(
+                Decision::Allow,
+                DenialCode::PolicyDenied,
+                eval.reason_class,
+                first,
+                &eval.public_reason,
+                eval.reason.clone(),
+            ),
             Decision::RequireApproval => verdict(
                 Decision::Deny,
                 DenialCode::ApprovalUnavailable,
                 ReasonClass::Approval,
                 first,
                 APPROVAL_UNAVAILABLE,
-                format!(
-                    "{}; approvals are not available in this build: denied",
-                    eval.reason
-                ),
+                format!("{}; needs a human's approval", eval.reason),
             ),
             Decision::Deny => verdict(
                 Decision::Deny,
@@ -98,6 +91,59 @@ impl Verdict {
                 &eval.public_reason,
                 eval.reason.clone(),
             ),
+        }
+    }
+}
+
+impl Verdict {
+    /// Applies the outcome of the limit reservation to an allow.
+    fn limited(self, outcome: LimitOutcome) -> (Self, Vec<Grant>) {
+        let deny = |code, class, rule: String, public: &str, reason: String| Verdict {
+            decision: Decision::Deny,
+            code,
+            class,
+            rule,
+            public: public.to_owned(),
+            reason,
+        };
+        match outcome {
+            LimitOutcome::Granted(grants) => (self, grants),
+            LimitOutcome::Exceeded { rule, detail } => (
+                deny(
+                    DenialCode::LimitExceeded,
+                    ReasonClass::RateLimit,
+                    rule,
+                    LIMIT_EXCEEDED,
+                    format!("{}; {detail}: denied", self.reason),
+                ),
+                Vec::new(),
+            ),
+            LimitOutcome::BadAmount { rule, detail } => (
+                deny(
+                    DenialCode::PolicyDenied,
+                    ReasonClass::Argument,
+                    rule,
+                    LIMIT_BAD_AMOUNT,
+                    format!("{}; {detail}: denied", self.reason),
+                ),
+                Vec::new(),
+            ),
+            LimitOutcome::Failed(error) => {
+                tracing::error!(%error, "a rate-limit counter could not be read or written; the call is denied");
+                (
+                    deny(
+                        DenialCode::Internal,
+                        ReasonClass::Internal,
+                        "internal-error".to_owned(),
+                        LIMIT_FAILED,
+                        format!(
+                            "{}; the limit counter failed ({error}): denied",
+                            self.reason
+                        ),
+                    ),
+                    Vec::new(),
+                )
+            }
         }
     }
 }
@@ -129,6 +175,18 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             }
         };
 
+        if class == ClientMethod::ToolsCall
+            && let Ok(bytes) = parsed.to_bytes()
+            && self.park_if_listing(&tool, &bytes)
+        {
+            return;
+        }
+        let vet_denial = if class == ClientMethod::ToolsCall {
+            self.vet_call(&tool, &arguments)
+        } else {
+            None
+        };
+
         let call = Call {
             server: self.server.clone(),
             tool: tool.clone(),
@@ -148,8 +206,34 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 resolver: Some(&resolver),
             },
         );
-        let verdict = Verdict::of(&eval);
+        let mut verdict = Verdict::of(&eval);
+        // A tool that failed vetting (changed, poisoned, schema) is denied even when a rule would
+        // have asked a human: nobody should be asked to approve a call to a tool we distrust.
+        let vetted_out = vet_denial.is_some() && verdict.decision <= Decision::RequireApproval;
+        if let Some(vet) = vet_denial
+            && verdict.decision <= Decision::RequireApproval
+        {
+            verdict = Verdict {
+                decision: Decision::Deny,
+                code: DenialCode::PolicyDenied,
+                class: vet.class,
+                rule: vet.rule.to_owned(),
+                public: vet.public.to_owned(),
+                reason: vet.reason,
+            };
+        }
         let enforced = eval.mode == Mode::Enforce;
+        let approval_path = eval.decision == Decision::RequireApproval && enforced && !vetted_out;
+        let mut grants = Vec::new();
+        let mut limit_refused = false;
+        if (verdict.decision == Decision::Allow || approval_path) && !eval.limits.is_empty() {
+            // Limits on an approval rule are reserved before the human is asked: a budget that is
+            // already spent is refused at once, and the reservation is given back if the call is
+            // then refused.
+            let outcome = limits::reserve(&self.store, &eval.limits, &call).await;
+            limit_refused = !matches!(outcome, LimitOutcome::Granted(_));
+            (verdict, grants) = verdict.limited(outcome);
+        }
         let decision_id = random_id("d-");
 
         let mut event = record::event(
@@ -173,11 +257,12 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         event.principal = call.principal.clone();
 
         // approvals: begin
-        if eval.decision == Decision::RequireApproval && enforced {
+        if approval_path && !limit_refused {
             let info = CallInfo {
                 decision_id,
                 tool,
                 taint: eval.taint.clone(),
+                grants,
             };
             self.on_require_approval(id, method, params, &call, &eval, parsed, info, event)
                 .await;
@@ -229,6 +314,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     decision_id,
                     tool,
                     taint: eval.taint.clone(),
+                    grants,
                 }),
             },
         );
@@ -267,7 +353,11 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         match (result, action) {
             (Err(error), action) => {
                 tracing::error!(%error, decision_id, "AUDIT FAILURE: the decision record could not be written; the call is denied");
-                self.pending.remove(&id);
+                if let Some(entry) = self.pending.remove(&id)
+                    && let Some(call) = entry.call
+                {
+                    limits::release(&self.store, call.grants);
+                }
                 let denial = self.internal_denial(&decision_id);
                 self.send_client(&denial.respond(&id, &method)).await;
                 if let Action::Refuse { kill: true, .. } = action {
@@ -276,9 +366,22 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             }
             (Ok(()), Action::Forward(bytes)) => self.send_upstream(&id, &bytes).await,
             (Ok(()), Action::Refuse { denial, kill }) => {
-                self.pending.remove(&id);
+                // A refused call gives back what was reserved for it (approval-path refusals).
+                if let Some(entry) = self.pending.remove(&id)
+                    && let Some(call) = entry.call
+                {
+                    limits::release(&self.store, call.grants);
+                }
                 self.send_client(&denial.respond(&id, &method)).await;
                 if kill {
+                    self.kill().await;
+                } else if denial.reason_class != ReasonClass::Internal
+                    && self.trips.denied(
+                        self.policy.kill_after(&self.server),
+                        std::time::Instant::now(),
+                    )
+                {
+                    tracing::warn!("kill_after: too many denials in this session; ending it");
                     self.kill().await;
                 }
             }

@@ -51,7 +51,13 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             Message::Request { id, method, .. } => {
                 self.on_server_request(id, &method, &value).await
             }
-            Message::Notification { .. } => self.send_client(&value).await,
+            Message::Notification { method, .. } => {
+                self.send_client(&value).await;
+                if method == "notifications/tools/list_changed" {
+                    tracing::info!("the server's tools changed; vetting them again");
+                    self.start_vetting().await;
+                }
+            }
         }
     }
 
@@ -73,6 +79,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     }
 
     async fn on_server_response(&mut self, id: &Id, mut value: Value, success: bool) {
+        if self.is_vet_response(id) {
+            self.on_vet_response(value, success).await;
+            return;
+        }
         let forwarded = matches!(self.pending.get(id), Some(entry) if matches!(entry.stage, Stage::Forwarded(_)));
         if !forwarded {
             // Ids the gateway did not forward are never answered on the server's behalf.
@@ -87,7 +97,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             self.initialized = success;
         }
         if entry.method == "tools/list" && success {
-            self.filter_tools(&mut value);
+            self.filter_listed(&mut value);
         }
         let is_error = !success
             || value
@@ -103,33 +113,26 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 (true, false) => "ok",
             };
             self.record_outcome(call, &entry.method, outcome, *start);
+            if outcome == "rpc_error" {
+                crate::limits::release(&self.store, call.grants.clone());
+            }
+            // Response taint: a result that carries a credential labels the session, so a
+            // policy can deny what could carry it out (the lethal trifecta).
+            if success
+                && !self.labels.contains(crate::vetting::SECRET_LABEL)
+                && value
+                    .get("result")
+                    .is_some_and(crate::vetting::response_carries_secret)
+            {
+                tracing::info!(
+                    "a response carried a credential; the session is now labelled `secret`"
+                );
+                self.labels.insert(crate::vetting::SECRET_LABEL.to_owned());
+            }
             if outcome == "ok" && !call.taint.is_empty() {
                 tracing::info!(labels = ?call.taint, "the session is now tainted");
                 self.labels.extend(call.taint.iter().cloned());
             }
-        }
-    }
-
-    /// Removes hidden tools, and entries without a string name (which cannot be checked), from a
-    /// `tools/list` result, so a client never sees what it could not call.
-    fn filter_tools(&self, value: &mut Value) {
-        let Some(tools) = value
-            .get_mut("result")
-            .and_then(|result| result.get_mut("tools"))
-            .and_then(Value::as_array_mut)
-        else {
-            return;
-        };
-        let before = tools.len();
-        tools.retain(|tool| match tool.get("name").and_then(Value::as_str) {
-            Some(name) => !self.policy.is_hidden(&self.server, name),
-            None => false,
-        });
-        if tools.len() != before {
-            tracing::info!(
-                hidden = before - tools.len(),
-                "removed hidden tools from tools/list"
-            );
         }
     }
 

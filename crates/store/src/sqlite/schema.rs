@@ -27,7 +27,6 @@ CREATE TABLE chain_head (
 );
 ";
 
-// approvals: begin
 /// Version 2 (approvals): pending approvals bound to a call digest, their signed receipts (which
 /// triggers make immutable), scope leases, and gateway session liveness.
 const V2_APPROVALS: &str = "
@@ -91,13 +90,31 @@ CREATE TABLE gateway_sessions (
     ended_at     INTEGER
 );
 ";
-// approvals: end
+
+/// Version 3 (vetting and flow control): rate-limit counters (fixed windows, see `counters.rs`) and tool pins
+/// (see `pins.rs`).
+const V3_VETTING: &str = "
+CREATE TABLE counters (
+    key    TEXT NOT NULL,
+    window INTEGER NOT NULL, -- floor(unix seconds / per)
+    used   INTEGER NOT NULL CHECK (used >= 0),
+    PRIMARY KEY (key, window)
+);
+CREATE TABLE pins (
+    server       TEXT NOT NULL,
+    tool         TEXT NOT NULL,
+    approved_sha TEXT,          -- the fingerprint a human (or first sight under tofu) approved
+    seen_sha     TEXT NOT NULL, -- the fingerprint last listed by the server
+    seen_def     TEXT NOT NULL, -- that definition, canonical JSON, for review
+    status       TEXT NOT NULL, -- approved | pending | quarantined
+    finding      TEXT,          -- why a tool is pending or quarantined
+    updated      TEXT NOT NULL,
+    PRIMARY KEY (server, tool)
+);
+";
 
 /// Every migration in order; the schema version of this build is their count.
-const MIGRATIONS: &[&str] = &[
-    V1_AUDIT,
-    V2_APPROVALS, // approvals
-];
+const MIGRATIONS: &[&str] = &[V1_AUDIT, V2_APPROVALS, V3_VETTING];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest_version() -> i64 {

@@ -339,6 +339,7 @@ fn a_newer_schema_is_refused() {
         .unwrap();
     drop(store);
     let err = SqliteStore::open(&dir.path().join("state")).unwrap_err();
+    let latest = super::schema::latest_version();
     assert!(
         matches!(
             err,
@@ -346,7 +347,7 @@ fn a_newer_schema_is_refused() {
                 found: 99,
                 supported,
                 ..
-            } if supported == super::schema::latest_version()
+            } if supported == latest
         ),
         "{err:?}"
     );

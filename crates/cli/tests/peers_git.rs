@@ -1,7 +1,7 @@
 //! End-to-end: `portcullis run` wrapping the real `mcp-server-git` (PyPI), driven by the official
-//! Python SDK client. Reads of the repository go through; a commit needs an approval, which this
-//! build cannot obtain, so it is refused (reason class `approval`) and the repository gains no
-//! commit.
+//! Python SDK client. Reads of the repository go through; a commit needs an approval (`mode:
+//! retry`), so it is refused with an approval id (reason class `approval`, code
+//! `approval_pending`) and the repository gains no commit.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -36,7 +36,7 @@ rules:
   - id: approve-commits
     when: { server: git, tool: git_commit }
     decision: require_approval
-    approval: { ttl: 10m }
+    approval: { ttl: 10m, mode: retry }
 "#;
 
 fn git(repo: &Path, args: &[&str]) -> String {
@@ -97,7 +97,11 @@ fn sdk_git_reads_allowed_commit_needs_approval_and_leaves_no_commit() {
 
     let commit = step(&session, 2);
     assert_refused(commit, "approve-commits", "approval");
-    assert_eq!(commit["structured"]["code"], json!("approval_unavailable"));
+    assert_eq!(commit["structured"]["code"], json!("approval_pending"));
+    assert!(
+        commit["structured"]["approval_id"].is_string(),
+        "the agent is told which approval to wait for: {commit:#}"
+    );
 
     assert_eq!(
         git(repo, &["rev-parse", "HEAD"]),

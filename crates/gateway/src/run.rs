@@ -86,11 +86,16 @@ pub async fn run(options: RunOptions) -> Result<i32, GatewayError> {
         policy_path: options.policy.clone(),
         policy_text,
         store: Arc::clone(&store),
+        principal: None,
         upstream: child.stdin(),
         client: LineWriter::new(tokio::io::stdout()),
     });
     let end = session
-        .run(&mut client_in, &mut server_out, &mut signals, &child)
+        .run(
+            &mut client_in,
+            &mut server_out,
+            Some((&mut signals, &child)),
+        )
         .await;
     drop(session);
 

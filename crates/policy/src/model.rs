@@ -44,6 +44,29 @@ pub struct PolicyFile {
     /// Tools that are never listed and never callable, as `server.tool` globs.
     #[serde(default)]
     pub hide: Vec<String>,
+    /// Who may use `portcullis serve` (the HTTP front). Without it, `serve` accepts requests
+    /// without credentials (principal `anonymous`) only on a loopback address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+}
+
+/// Credentials accepted by `portcullis serve`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    /// API keys, sent as `Authorization: Bearer KEY`; only their sha256 is stored here.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeySpec>,
+}
+
+/// One API key: the principal it authenticates, and the key's sha256.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySpec {
+    /// The principal rules see (`when: { principal: ... }`) and the audit log records.
+    pub principal: String,
+    /// The sha256 of the key, 64 lower-case hex digits (`printf %s KEY | sha256sum`).
+    pub sha256: String,
 }
 
 /// One MCP server: either a command to spawn (stdio) or a URL (Streamable HTTP).

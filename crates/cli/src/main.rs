@@ -11,6 +11,7 @@ mod pack;
 mod policy_file;
 mod run;
 mod schema;
+mod serve;
 mod test_cases;
 
 use std::process::ExitCode;
@@ -52,6 +53,7 @@ enum Command {
     Pack(pack::PackArgs),
     Schema(schema::SchemaArgs),
     Run(run::RunArgs),
+    Serve(serve::ServeArgs),
     Audit(audit::AuditArgs),
     Demo(demo::DemoArgs),
     #[command(hide = true)]
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Pack(args) => pack::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Audit(args) => audit::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::DemoServer(args) => demo::serve(&args),

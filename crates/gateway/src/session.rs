@@ -9,6 +9,8 @@ mod client;
 mod evaluate;
 mod server;
 
+pub(crate) use client::shorten;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -206,11 +206,13 @@ impl ClientSession {
             .iter()
             .filter_map(|(_, a)| a.get("result"))
             .collect();
-        let versions: Vec<&Value> = results
+        let versions: Vec<&str> = results
             .iter()
-            .filter_map(|r| r.get("protocolVersion"))
+            .filter_map(|r| r.get("protocolVersion").and_then(Value::as_str))
             .collect();
-        let Some(version) = versions.first().copied() else {
+        // The client gets the oldest version any server negotiated, so it uses nothing that
+        // one of them does not speak.
+        let Some(version) = versions.iter().min().copied() else {
             return error_response(
                 Some(id),
                 portcullis_mcp::INTERNAL_ERROR,
@@ -218,11 +220,11 @@ impl ClientSession {
                 None,
             );
         };
-        if versions.len() != results.len() || versions.iter().any(|v| *v != version) {
+        if versions.len() != results.len() {
             return error_response(
                 Some(id),
                 portcullis_mcp::INTERNAL_ERROR,
-                "the servers behind /mcp negotiated different protocol versions; use /mcp/NAME",
+                "a server answered initialize without a protocol version",
                 None,
             );
         }
@@ -239,7 +241,7 @@ impl ClientSession {
         info.insert("name".into(), Value::from("portcullis"));
         info.insert("version".into(), Value::from(env!("CARGO_PKG_VERSION")));
         let mut result = Map::new();
-        result.insert("protocolVersion".into(), version.clone());
+        result.insert("protocolVersion".into(), Value::from(version));
         result.insert("capabilities".into(), Value::Object(capabilities));
         result.insert("serverInfo".into(), Value::Object(info));
         response(id, Value::Object(result))

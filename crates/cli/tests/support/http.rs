@@ -63,10 +63,8 @@ impl Serve {
         let mut serve = Serve { child, port };
         let start = Instant::now();
         loop {
-            if let Ok(reply) = std::panic::catch_unwind(|| get(port, "/healthz")) {
-                if reply.status == 200 {
-                    return serve;
-                }
+            if healthy(port) {
+                return serve;
             }
             if let Ok(Some(status)) = serve.child.try_wait() {
                 panic!(
@@ -135,6 +133,19 @@ pub(crate) fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Whether `/healthz` answers 200, without failing while the gateway is still starting.
+fn healthy(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let head =
+        format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let mut reply = String::new();
+    stream.write_all(head.as_bytes()).is_ok()
+        && stream.read_to_string(&mut reply).is_ok()
+        && reply.starts_with("HTTP/1.1 200")
 }
 
 pub(crate) fn get(port: u16, path: &str) -> Reply {

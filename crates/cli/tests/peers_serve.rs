@@ -18,7 +18,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use http::Serve;
+use http::{Serve, sha256};
 use serde_json::{Value, json};
 use support::{Peers, repo_root, run_with_timeout};
 
@@ -26,23 +26,6 @@ struct World {
     _dir: tempfile::TempDir,
     root: PathBuf,
     peers: Peers,
-}
-
-fn sha256(text: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
 }
 
 fn everything(peers: &Peers) -> PathBuf {

@@ -17,27 +17,13 @@ mod http;
 use std::path::PathBuf;
 use std::process::Command;
 
-use http::{Serve, request};
+use http::{Serve, request, sha256};
 use serde_json::{Value, json};
 
 const ALICE_KEY: &str = "alice-secret-key";
 const BOB_KEY: &str = "bob-secret-key";
 const ALICE: (&str, &str) = ("Authorization", "Bearer alice-secret-key");
 const BOB: (&str, &str) = ("Authorization", "Bearer bob-secret-key");
-
-fn sha256(text: &str) -> String {
-    let out = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(text.as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
-}
 
 struct World {
     _dir: tempfile::TempDir,

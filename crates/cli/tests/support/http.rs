@@ -197,3 +197,20 @@ pub(crate) fn request(
         body: body.to_owned(),
     }
 }
+
+/// The sha256 of `text`, hex (as `printf %s TEXT | sha256sum` prints it), for `auth.api_keys`.
+pub(crate) fn sha256(text: &str) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}

@@ -14,6 +14,7 @@ mod pin;
 mod policy_file;
 mod run;
 mod schema;
+mod serve;
 mod test_cases;
 
 use std::process::ExitCode;
@@ -55,6 +56,7 @@ enum Command {
     Pack(pack::PackArgs),
     Schema(schema::SchemaArgs),
     Run(run::RunArgs),
+    Serve(serve::ServeArgs),
     Audit(audit::AuditArgs),
     Approvals(approvals::ApprovalsArgs),
     Lease(lease::LeaseArgs),
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Pack(args) => pack::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Audit(args) => audit::run(&args),
         Command::Approvals(args) => approvals::run(&args),
         Command::Lease(args) => lease::run(&args),

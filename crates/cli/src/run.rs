@@ -88,7 +88,7 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
 }
 
 /// Logs to standard error only: standard output carries the MCP messages.
-fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

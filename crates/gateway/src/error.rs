@@ -57,4 +57,7 @@ pub enum GatewayError {
         #[source]
         source: std::io::Error,
     },
+    /// `portcullis serve` would listen insecurely: without `auth` on a non-loopback address.
+    #[error("{0}")]
+    Insecure(String),
 }

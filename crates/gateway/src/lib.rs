@@ -38,10 +38,9 @@
 //!   `-32603`, shuts the server down and exits with status 1.
 #![forbid(unsafe_code)]
 
-// approvals: begin
 pub mod admin;
 pub mod approvals;
-// approvals: end
+mod auth;
 mod config;
 pub mod demo;
 mod denial;
@@ -52,17 +51,24 @@ mod reload;
 mod resolver;
 mod run;
 mod selftest;
+mod serve;
 mod session;
 mod vetting;
 
+pub use auth::{ANONYMOUS, MAX_AUTHORIZATION_BYTES};
 pub use config::{
     DEFAULT_STATE_DIR, RunOptions, child_spec, load_policy, select_server, state_dir,
 };
 pub use denial::{DENIED_ERROR_CODE, Denial, DenialCode, META_KEY};
 pub use error::GatewayError;
+pub use portcullis_transport::HostGuard;
 pub use record::{args_digest, redact_args};
 pub use resolver::{FsResolver, MAX_SYMLINK_HOPS};
 pub use run::{KILLED_EXIT_CODE, run};
 pub use selftest::self_test;
+pub use serve::{
+    DEFAULT_LISTEN, MAX_SESSIONS, NAMESPACE_SEPARATOR, SESSION_IDLE_TIMEOUT, SHUTDOWN_DRAIN,
+    ServeOptions, serve,
+};
 pub use session::SessionEnd;
 pub use vetting::pins::{LOCK_FILE, LockError, LockFile, fingerprint};

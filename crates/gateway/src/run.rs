@@ -98,13 +98,17 @@ pub async fn run(options: RunOptions) -> Result<i32, GatewayError> {
         policy_path: options.policy.clone(),
         policy_text,
         store: Arc::clone(&store),
+        principal: options.principal.clone(),
         upstream: child.stdin(),
         client: LineWriter::new(tokio::io::stdout()),
         approvals,
-        principal: options.principal.clone(),
     });
     let end = session
-        .run(&mut client_in, &mut server_out, &mut signals, &child)
+        .run(
+            &mut client_in,
+            &mut server_out,
+            Some((&mut signals, &child)),
+        )
         .await;
     drop(session);
 

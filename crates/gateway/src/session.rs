@@ -13,6 +13,8 @@ mod evaluate;
 mod server;
 mod vet;
 
+pub(crate) use client::shorten;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -102,6 +104,7 @@ pub(crate) struct Session<W> {
     reloader: Reloader,
     store: Arc<SqliteStore>,
     session_id: String,
+    principal: Option<String>,
     labels: BTreeSet<String>,
     pending: HashMap<Id, Pending>,
     server_requests: HashSet<Id>,
@@ -126,12 +129,12 @@ pub(crate) struct SessionParts<W> {
     pub(crate) policy_path: PathBuf,
     pub(crate) policy_text: String,
     pub(crate) store: Arc<SqliteStore>,
+    /// The authenticated principal (HTTP front), for rules and the audit record.
+    pub(crate) principal: Option<String>,
     pub(crate) upstream: StdinWriter,
     pub(crate) client: LineWriter<W>,
     /// Approvals and leases (approvals).
     pub(crate) approvals: Arc<portcullis_store::ApprovalStore>,
-    /// The principal of this session's calls, if one was configured (approvals).
-    pub(crate) principal: Option<String>,
 }
 
 impl<W: AsyncWrite + Unpin> Session<W> {
@@ -142,6 +145,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             reloader: Reloader::new(parts.policy_path.clone(), parts.policy_text),
             store: parts.store,
             session_id: random_id("s-"),
+            principal: parts.principal,
             labels: BTreeSet::new(),
             pending: HashMap::new(),
             server_requests: HashSet::new(),
@@ -156,7 +160,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             vet: vet::VetState::default(),
             lock_path: crate::vetting::pins::LockFile::path_for(&parts.policy_path),
             end: None,
-            approvals: approval::Approvals::new(parts.approvals, parts.principal),
+            approvals: approval::Approvals::new(parts.approvals),
         }
     }
 
@@ -165,14 +169,16 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         &mut self,
         client_in: &mut portcullis_transport::BoundedLineReader<C>,
         server_out: &mut portcullis_transport::BoundedLineReader<S>,
-        signals: &mut portcullis_transport::SignalForwarder,
-        child: &portcullis_transport::stdio::StdioChild,
+        signals: Option<(
+            &mut portcullis_transport::SignalForwarder,
+            &portcullis_transport::stdio::StdioChild,
+        )>,
     ) -> SessionEnd
     where
         C: AsyncRead + Unpin,
         S: AsyncRead + Unpin,
     {
-        let end = self.run_loop(client_in, server_out, signals, child).await;
+        let end = self.run_loop(client_in, server_out, signals).await;
         self.end_approvals().await;
         end
     }
@@ -181,8 +187,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         &mut self,
         client_in: &mut portcullis_transport::BoundedLineReader<C>,
         server_out: &mut portcullis_transport::BoundedLineReader<S>,
-        signals: &mut portcullis_transport::SignalForwarder,
-        child: &portcullis_transport::stdio::StdioChild,
+        mut signals: Option<(
+            &mut portcullis_transport::SignalForwarder,
+            &portcullis_transport::stdio::StdioChild,
+        )>,
     ) -> SessionEnd
     where
         C: AsyncRead + Unpin,
@@ -230,7 +238,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     Ok(audited) => self.on_audited(audited).await,
                     Err(error) => tracing::error!(%error, "an audit task failed; this is a bug, please report"),
                 },
-                Some(signal) = signals.recv() => {
+                Some((signal, child)) = next_signal(&mut signals) => {
                     match child.signal(signal) {
                         Ok(()) => tracing::info!("passed {signal} to the server"),
                         Err(error) => tracing::warn!(%error, "cannot pass {signal} to the server"),
@@ -316,6 +324,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             method,
             Some(&call.tool),
         );
+        event.principal.clone_from(&self.principal);
         event.outcome = Some(outcome.to_owned());
         event.duration_us = Some(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
         event.policy_sha256 = Some(self.policy.sha256().to_owned());
@@ -337,6 +346,23 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 result: append.await.map(|_| ()),
             }
         });
+    }
+}
+
+/// The next signal for the server, with the server's process; never resolves without a forwarder
+/// (an HTTP front has no process-wide signals to pass on per session).
+async fn next_signal<'c>(
+    signals: &mut Option<(
+        &mut portcullis_transport::SignalForwarder,
+        &'c portcullis_transport::stdio::StdioChild,
+    )>,
+) -> Option<(
+    portcullis_transport::Signal,
+    &'c portcullis_transport::stdio::StdioChild,
+)> {
+    match signals {
+        Some((forwarder, child)) => forwarder.recv().await.map(|signal| (signal, *child)),
+        None => std::future::pending().await,
     }
 }
 

@@ -286,6 +286,10 @@ pub fn compile(
         );
     }
 
+    if let Some(auth) = &resolved.auth {
+        check_auth(auth, file, &mut errors);
+    }
+
     let tools = match ToolTable::compile(&resolved.tools) {
         Ok(t) => t,
         Err(msgs) => {
@@ -499,6 +503,45 @@ pub fn load_policy(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<CompiledPolicy, PolicyErrors> {
     CompiledPolicy::from_yaml(text, file, env)
+}
+
+/// The longest principal name an API key may carry.
+const MAX_PRINCIPAL_LEN: usize = 128;
+
+/// API keys: a principal name rules can match, and a well-formed, unique sha256.
+fn check_auth(auth: &crate::model::AuthSpec, file: &str, errors: &mut Vec<PolicyError>) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, key) in auth.api_keys.iter().enumerate() {
+        let field = format!("auth.api_keys[{index}]");
+        let principal_ok = !key.principal.is_empty()
+            && key.principal.len() <= MAX_PRINCIPAL_LEN
+            && key.principal.chars().all(|c| c.is_ascii_graphic());
+        if !principal_ok {
+            errors.push(
+                PolicyError::new(file, format!("invalid principal `{}`", key.principal))
+                    .field(format!("{field}.principal"))
+                    .help("use 1 to 128 printable ASCII characters, no spaces"),
+            );
+        }
+        let hash_ok = key.sha256.len() == 64
+            && key
+                .sha256
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, 'a'..='f'));
+        if !hash_ok {
+            errors.push(
+                PolicyError::new(file, "`sha256` must be 64 lower-case hex digits")
+                    .field(format!("{field}.sha256"))
+                    .help("store the key's hash, never the key: `printf %s KEY | sha256sum`"),
+            );
+        } else if !seen.insert(key.sha256.as_str()) {
+            errors.push(
+                PolicyError::new(file, "two API keys have the same `sha256`")
+                    .field(format!("{field}.sha256"))
+                    .help("give every principal its own key"),
+            );
+        }
+    }
 }
 
 #[cfg(test)]

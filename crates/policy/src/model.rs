@@ -47,6 +47,10 @@ pub struct PolicyFile {
     /// End a session that keeps being denied (a server's own `kill_after` replaces this one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_after: Option<KillAfterSpec>,
+    /// Who may use `portcullis serve` (the HTTP front). Without it, `serve` accepts requests
+    /// without credentials (principal `anonymous`) only on a loopback address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
 }
 
 /// A trip wire: so many denials within so long end the session (DESIGN §6).
@@ -68,6 +72,25 @@ pub enum PinMode {
     /// Trust on first use: the first tool list of the server is recorded in the store; any new or
     /// changed tool after that waits for `portcullis pin approve`.
     Tofu,
+}
+
+/// Credentials accepted by `portcullis serve`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    /// API keys, sent as `Authorization: Bearer KEY`; only their sha256 is stored here.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeySpec>,
+}
+
+/// One API key: the principal it authenticates, and the key's sha256.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySpec {
+    /// The principal rules see (`when: { principal: ... }`) and the audit log records.
+    pub principal: String,
+    /// The sha256 of the key, 64 lower-case hex digits (`printf %s KEY | sha256sum`).
+    pub sha256: String,
 }
 
 /// One MCP server: either a command to spawn (stdio) or a URL (Streamable HTTP).

@@ -1,4 +1,5 @@
-//! Transports for Portcullis: stdio child processes and (later) Streamable HTTP.
+//! Transports for Portcullis: stdio child processes, and the Host/Origin guard of the
+//! Streamable HTTP front.
 //!
 //! This crate moves lines of bytes; it makes no policy decisions and knows no message types. The
 //! session pipeline parses what [`BoundedLineReader`] yields and writes what it decided to forward
@@ -24,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod framing;
+mod http_guard;
 #[cfg(unix)]
 mod signal;
 #[cfg(unix)]
@@ -33,5 +35,6 @@ pub use framing::{
     BoundedLineReader, DEFAULT_MAX_LINE_BYTES, DEFAULT_WRITE_TIMEOUT, Line, LineWriter,
     READ_BUFFER_BYTES, WriteLineError,
 };
+pub use http_guard::HostGuard;
 #[cfg(unix)]
 pub use signal::{Signal, SignalError, SignalForwarder};

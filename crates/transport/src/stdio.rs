@@ -19,7 +19,7 @@ use std::process::{ExitStatus, Stdio};
 
 use tokio::process::{Child, ChildStdout, Command};
 
-use crate::framing::{BoundedLineReader, LineWriter};
+use crate::framing::BoundedLineReader;
 use crate::signal::{self, Signal, SignalError};
 
 pub use error::{ShutdownError, SpawnError};
@@ -111,7 +111,7 @@ impl StdioChild {
             stderr: StderrTask::spawn(server.clone(), stderr),
             name: server,
             child,
-            stdin: StdinWriter::new(LineWriter::new(stdin)),
+            stdin: StdinWriter::from_writer(stdin),
             stdout: Some(BoundedLineReader::new(stdout, max_line_bytes)),
         })
     }

@@ -43,7 +43,6 @@ struct Held {
 /// The approval state of one session.
 pub(crate) struct Approvals {
     store: Arc<ApprovalStore>,
-    principal: Option<String>,
     /// The client declared the `elicitation` capability, and its name.
     elicitation: Option<String>,
     held: HashMap<Id, Held>,
@@ -53,19 +52,14 @@ pub(crate) struct Approvals {
 }
 
 impl Approvals {
-    pub(crate) fn new(store: Arc<ApprovalStore>, principal: Option<String>) -> Self {
+    pub(crate) fn new(store: Arc<ApprovalStore>) -> Self {
         Self {
             store,
-            principal,
             elicitation: None,
             held: HashMap::new(),
             elicits: HashMap::new(),
             last_heartbeat: None,
         }
-    }
-
-    pub(crate) fn principal(&self) -> Option<String> {
-        self.principal.clone()
     }
 }
 

@@ -210,7 +210,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
 }
 
 /// Peer-controlled text in logs and messages is cut short.
-pub(super) fn shorten(text: &str) -> String {
+pub(crate) fn shorten(text: &str) -> String {
     const MAX: usize = 64;
     if text.chars().count() > MAX {
         let cut: String = text.chars().take(MAX).collect();

@@ -192,7 +192,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             tool: tool.clone(),
             method: method.to_owned(),
             arguments,
-            principal: self.approvals.principal(),
+            // The HTTP front's authenticated principal, or `run --principal`.
+            principal: self.principal.clone(),
             agent: None,
             session: Some(self.session_id.clone()),
             labels: self.labels.clone(),
@@ -244,6 +245,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             method,
             Some(&tool),
         );
+        event.principal.clone_from(&self.principal);
         event.effect = Some(eval.effect.as_str().to_owned());
         event.args_digest = Some(record::args_digest(&call.arguments));
         event.args_redacted = Some(record::redact_args(&call.arguments));

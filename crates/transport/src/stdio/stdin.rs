@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tokio::process::ChildStdin;
+use tokio::io::AsyncWrite;
 use tokio::sync::Mutex;
 
 use crate::framing::{LineWriter, WriteLineError};
@@ -13,15 +13,27 @@ use crate::framing::{LineWriter, WriteLineError};
 /// [`StdioChild`](super::StdioChild) keeps a clone so that [`shutdown`](super::StdioChild::shutdown)
 /// can close stdin even while the session still holds its handle; writes after that fail with
 /// [`WriteLineError::Closed`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StdinWriter {
-    inner: Arc<Mutex<Option<LineWriter<ChildStdin>>>>,
+    inner: Arc<Mutex<Option<LineWriter<BoxedWrite>>>>,
 }
 
+impl std::fmt::Debug for StdinWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdinWriter").finish_non_exhaustive()
+    }
+}
+
+/// Whatever carries the lines: a child's stdin, or an in-process pipe to an HTTP upstream.
+type BoxedWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
 impl StdinWriter {
-    pub(crate) fn new(writer: LineWriter<ChildStdin>) -> Self {
+    /// A writer of lines into any byte sink, for upstreams that are not child processes (the
+    /// Streamable HTTP client reads the other end of an in-process pipe).
+    pub fn from_writer<W: AsyncWrite + Send + Unpin + 'static>(writer: W) -> Self {
+        let boxed: BoxedWrite = Box::new(writer);
         Self {
-            inner: Arc::new(Mutex::new(Some(writer))),
+            inner: Arc::new(Mutex::new(Some(LineWriter::new(boxed)))),
         }
     }
 

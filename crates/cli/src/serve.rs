@@ -1,0 +1,86 @@
+//! `portcullis serve`: the Streamable HTTP gateway for every server in the policy.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use portcullis_gateway::{DEFAULT_LISTEN, HostGuard, ServeOptions};
+
+use crate::policy_file::DEFAULT_POLICY;
+
+/// How long the runtime may take to stop after the gateway drained.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(500);
+
+/// Serve every server in the policy over MCP Streamable HTTP, with principals.
+///
+/// POST /mcp/NAME reaches server NAME with its own tool names; POST /mcp reaches all of them
+/// with tools and prompts namespaced NAME__tool. Each client session gets its own server
+/// processes, started from the policy (never from anything a client sends). Every message is
+/// framed strictly, evaluated, and its decision made durable in the audit log before it is
+/// forwarded, exactly as with `portcullis run`.
+///
+/// Clients authenticate with `Authorization: Bearer KEY` against the policy's
+/// `auth: { api_keys: [{ principal, sha256 }] }`; without `auth`, serve only listens on a
+/// loopback address and every request is principal `anonymous`. Host and Origin headers must
+/// name loopback unless --allow-host / --allow-origin say otherwise (DNS rebinding protection).
+/// Also: GET /healthz, GET /readyz, GET /.well-known/oauth-protected-resource.
+///
+/// SIGINT or SIGTERM stops accepting requests, drains the ones in flight and stops every server.
+/// Logs go to standard error; set PORTCULLIS_LOG to change the level.
+///
+/// Examples:
+///   portcullis serve --policy portcullis.yaml
+///   portcullis serve --policy team.yaml --listen 0.0.0.0:8750 --allow-host mcp.example.com \
+///       --public-url https://mcp.example.com
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct ServeArgs {
+    /// The policy file.
+    #[arg(long, default_value = DEFAULT_POLICY, value_name = "FILE")]
+    policy: PathBuf,
+    /// The address to listen on.
+    #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Where the audit log and signing key live (default: the policy's `state_dir`, else
+    /// `.portcullis/` beside the policy file).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Accept this Host name besides loopback (repeatable), e.g. the name behind a load balancer.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
+    /// Accept this browser Origin besides loopback (repeatable), e.g. https://app.example.com.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// The public base URL when behind a proxy (for the protected-resource metadata).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+}
+
+pub(crate) fn run(args: ServeArgs) -> Result<u8> {
+    crate::run::init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let options = ServeOptions {
+        policy: args.policy,
+        listen: args.listen,
+        state_dir: args.state_dir,
+        guard: HostGuard {
+            hosts: args
+                .allow_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            origins: args.allow_origins,
+        },
+        public_url: args.public_url,
+    };
+    let result = runtime.block_on(portcullis_gateway::serve(options));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    result.map_err(|error| anyhow::anyhow!("{error}\nportcullis: refusing to start"))?;
+    Ok(crate::EXIT_OK)
+}

@@ -1,0 +1,402 @@
+//! The HTTP surface: routes, the Host/Origin guard, authentication, and the Streamable HTTP
+//! rules for POST, GET and DELETE.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use portcullis_mcp::{
+    DEFAULT_MAX_MESSAGE_BYTES, INVALID_REQUEST, Limits, Message, error_response, parse_message,
+};
+use serde_json::{Value, json};
+
+use super::route::{ClientSession, Reply, Route};
+use super::{App, MAX_SESSIONS};
+use crate::auth::AuthFailure;
+
+/// The session header (case-insensitive on the wire).
+const SESSION_HEADER: &str = "mcp-session-id";
+/// The protocol version header.
+const VERSION_HEADER: &str = "mcp-protocol-version";
+/// Protocol versions this front speaks. A request without the header is read as 2025-03-26, as
+/// the spec says; one naming any other version is refused with 400.
+const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
+/// The longest session id accepted in a header (ours are 64 hex digits).
+const MAX_SESSION_ID_BYTES: usize = 128;
+/// The JSON-RPC code in HTTP error bodies that have no request id to answer (as the SDKs use).
+const TRANSPORT_ERROR: i64 = -32000;
+
+pub(super) fn router(app: Arc<App>) -> Router {
+    let mcp = Router::new()
+        .route("/mcp", any(mcp_endpoint))
+        .route("/mcp/{server}", any(mcp_server_endpoint))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/{*rest}",
+            get(resource_metadata),
+        )
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
+        .layer(DefaultBodyLimit::max(
+            Limits::default()
+                .max_message_bytes
+                .max(DEFAULT_MAX_MESSAGE_BYTES),
+        ));
+    // Health probes come from load balancers with arbitrary Host headers and reveal nothing.
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .merge(mcp)
+        .with_state(app)
+}
+
+/// DNS-rebinding protection: a foreign `Host` or `Origin` is refused before anything else.
+async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if let Some(refusal) = foreign(&app, request.headers()) {
+        return refusal;
+    }
+    next.run(request).await
+}
+
+/// The refusal for a request whose `Host` or `Origin` is not allowed, if it is one.
+fn foreign(app: &App, headers: &HeaderMap) -> Option<Response> {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !app.guard.host_ok(host) {
+        tracing::warn!(host = ?host.map(crate::session::shorten), "refused a request for a foreign Host (DNS rebinding protection)");
+        return Some(transport_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden: Host not allowed",
+        ));
+    }
+    let origin_ok = match headers.get(header::ORIGIN) {
+        None => true,
+        Some(value) => value.to_str().is_ok_and(|o| app.guard.origin_ok(Some(o))),
+    };
+    if !origin_ok {
+        tracing::warn!("refused a request from a foreign Origin (DNS rebinding protection)");
+        return Some(transport_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden: Origin not allowed",
+        ));
+    }
+    None
+}
+
+async fn mcp_endpoint(
+    State(app): State<Arc<App>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(&app, Route::All, &method, &headers, &body).await
+}
+
+async fn mcp_server_endpoint(
+    State(app): State<Arc<App>>,
+    Path(server): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !app.ctx.policy.servers().contains_key(&server) {
+        return transport_error(StatusCode::NOT_FOUND, "Not Found: no such server");
+    }
+    handle(&app, Route::One(server), &method, &headers, &body).await
+}
+
+async fn handle(
+    app: &App,
+    route: Route,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let principal = match app.auth.authenticate(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    ) {
+        Ok(principal) => principal,
+        Err(failure) => return unauthorized(app, headers, &route, failure),
+    };
+    if let Some(version) = headers.get(VERSION_HEADER) {
+        let known = version
+            .to_str()
+            .is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v));
+        if !known {
+            return transport_error(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: unsupported MCP-Protocol-Version",
+            );
+        }
+    }
+    let session_id = match headers.get(SESSION_HEADER) {
+        None => None,
+        Some(value) => match value.to_str() {
+            Ok(id) if !id.is_empty() && id.len() <= MAX_SESSION_ID_BYTES => Some(id.to_owned()),
+            _ => {
+                return transport_error(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request: malformed Mcp-Session-Id",
+                );
+            }
+        },
+    };
+    match *method {
+        Method::POST => post(app, route, &principal, session_id, headers, body).await,
+        Method::DELETE => delete(app, &route, &principal, session_id),
+        Method::GET => {
+            let mut response = transport_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method Not Allowed: this gateway has no stream for server-initiated messages",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+            response
+        }
+        _ => {
+            let mut response =
+                transport_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+            response
+        }
+    }
+}
+
+async fn post(
+    app: &App,
+    route: Route,
+    principal: &str,
+    session_id: Option<String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !json {
+        return transport_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type: send application/json",
+        );
+    }
+    let parsed = match parse_message(body, &Limits::default()) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            tracing::warn!(code = error.code(), %error, "refused a malformed message from an HTTP client");
+            return json_response(StatusCode::BAD_REQUEST, &error.to_response(), None);
+        }
+    };
+    let is_initialize =
+        matches!(parsed.message(), Message::Request { method, .. } if method == "initialize");
+    let (session, new_id) = match session_id {
+        Some(id) => match find_session(app, &id, &route, principal) {
+            Some(session) => (session, None),
+            None => return session_not_found(),
+        },
+        None if is_initialize => match start_session(app, route, principal) {
+            Ok((id, session)) => (session, Some(id)),
+            Err(response) => return *response,
+        },
+        None => {
+            let id = parsed.message().id();
+            let body = error_response(
+                id,
+                INVALID_REQUEST,
+                "Bad Request: Mcp-Session-Id header is required",
+                None,
+            );
+            return json_response(StatusCode::BAD_REQUEST, &body, None);
+        }
+    };
+    match session.handle(&parsed).await {
+        Reply::Json(value) => json_response(StatusCode::OK, &value, new_id.as_deref()),
+        Reply::Accepted => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+fn delete(app: &App, route: &Route, principal: &str, session_id: Option<String>) -> Response {
+    let Some(id) = session_id else {
+        return transport_error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        );
+    };
+    let removed = {
+        let mut sessions = app.sessions();
+        let owned = sessions
+            .get(&id)
+            .is_some_and(|s| s.principal == principal && s.route == *route);
+        if owned { sessions.remove(&id) } else { None }
+    };
+    match removed {
+        Some(session) => {
+            tracing::info!(principal, "the client ended its session");
+            tokio::spawn(async move { session.close(super::SESSION_CLOSE_GRACE).await });
+            StatusCode::OK.into_response()
+        }
+        None => session_not_found(),
+    }
+}
+
+/// The session `id` if it exists, belongs to `principal` and was opened on `route`. A session
+/// whose servers ended (for example by `kill_session`) is removed and not found.
+fn find_session(app: &App, id: &str, route: &Route, principal: &str) -> Option<Arc<ClientSession>> {
+    let mut sessions = app.sessions();
+    let session = sessions.get(id)?;
+    if session.principal != principal || session.route != *route {
+        tracing::warn!(
+            principal,
+            "refused a session id that belongs to another principal or endpoint"
+        );
+        return None;
+    }
+    if !session.is_alive() {
+        let session = sessions.remove(id)?;
+        tokio::spawn(async move { session.close(super::SESSION_CLOSE_GRACE).await });
+        return None;
+    }
+    session.touch();
+    Some(Arc::clone(session))
+}
+
+fn start_session(
+    app: &App,
+    route: Route,
+    principal: &str,
+) -> Result<(String, Arc<ClientSession>), Box<Response>> {
+    if app.sessions().len() >= MAX_SESSIONS {
+        return Err(Box::new(transport_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable: too many sessions",
+        )));
+    }
+    let id = new_session_id().ok_or_else(|| {
+        Box::new(transport_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error: no random source",
+        ))
+    })?;
+    let session = ClientSession::start(&app.ctx, principal, route).map_err(|error| {
+        tracing::error!(%error, "cannot start the servers of a new session");
+        Box::new(transport_error(
+            StatusCode::BAD_GATEWAY,
+            "Bad Gateway: a server could not be started",
+        ))
+    })?;
+    let session = Arc::new(session);
+    app.sessions().insert(id.clone(), Arc::clone(&session));
+    tracing::info!(principal, "started a session");
+    Ok((id, session))
+}
+
+/// 32 bytes from the operating system's random source, hex. A session id is a bearer secret
+/// within a principal, so unlike log ids there is no fallback: no randomness, no session.
+fn new_session_id() -> Option<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(hex::encode(bytes))
+}
+
+/// The externally visible base URL.
+fn base_url(app: &App, headers: &HeaderMap) -> String {
+    if let Some(url) = &app.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+fn route_path(route: &Route) -> String {
+    match route {
+        Route::All => "/mcp".to_owned(),
+        Route::One(name) => format!("/mcp/{name}"),
+    }
+}
+
+fn unauthorized(app: &App, headers: &HeaderMap, route: &Route, failure: AuthFailure) -> Response {
+    let metadata = format!(
+        "{}/.well-known/oauth-protected-resource{}",
+        base_url(app, headers),
+        route_path(route)
+    );
+    let challenge = match failure {
+        AuthFailure::Missing => format!("Bearer resource_metadata=\"{metadata}\""),
+        AuthFailure::Invalid => {
+            format!("Bearer error=\"invalid_token\", resource_metadata=\"{metadata}\"")
+        }
+    };
+    tracing::info!(?failure, "refused a request without a valid credential");
+    let mut response = transport_error(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized: a valid bearer token is required",
+    );
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// RFC 9728 protected-resource metadata, as the MCP authorization spec asks a resource server to
+/// publish. API keys are issued by the operator, so no authorization server is named.
+async fn resource_metadata(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    rest: Option<Path<String>>,
+) -> Response {
+    let path = rest.map_or_else(|| "/mcp".to_owned(), |Path(rest)| format!("/{rest}"));
+    let body = json!({
+        "resource": format!("{}{path}", base_url(&app, &headers)),
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Portcullis MCP gateway",
+    });
+    json_response(StatusCode::OK, &body, None)
+}
+
+fn session_not_found() -> Response {
+    transport_error(StatusCode::NOT_FOUND, "Not Found: unknown session")
+}
+
+fn transport_error(status: StatusCode, message: &str) -> Response {
+    json_response(
+        status,
+        &error_response(None, TRANSPORT_ERROR, message, None),
+        None,
+    )
+}
+
+fn json_response(status: StatusCode, value: &Value, session_id: Option<&str>) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(id) = session_id
+        && let Ok(value) = HeaderValue::from_str(id)
+    {
+        response.headers_mut().insert(SESSION_HEADER, value);
+    }
+    response
+}

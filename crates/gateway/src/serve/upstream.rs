@@ -1,0 +1,283 @@
+//! One server behind one HTTP client session: the unchanged stdio [`Session`] pipeline (framing,
+//! evaluation, durable audit, forwarding) with its client side on an in-process pipe.
+//!
+//! The HTTP front writes each client message as one line into the pipe and waits for the line
+//! that answers its id. Nothing reaches the server except through the session, so a call from
+//! HTTP is framed, evaluated and audited exactly as one from stdio.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use portcullis_mcp::{
+    INTERNAL_ERROR, INVALID_REQUEST, Id, Limits, METHOD_NOT_FOUND, Message, error_response,
+    parse_message,
+};
+use portcullis_policy::CompiledPolicy;
+use portcullis_store::SqliteStore;
+use portcullis_transport::stdio::{ShutdownGrace, StdinWriter, StdioChild};
+use portcullis_transport::{BoundedLineReader, DEFAULT_MAX_LINE_BYTES, Line, LineWriter};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::config::child_spec;
+use crate::error::GatewayError;
+use crate::session::{Session, SessionParts};
+
+/// Capacity of each in-process pipe; a full pipe applies back-pressure, it never grows.
+const PIPE_BYTES: usize = 64 * 1024;
+
+/// The longest a client request waits for its answer. Long-running tools exist; a request that
+/// outlives this gets an internal error and its late answer is dropped.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How often a closing session is checked for having ended.
+const CLOSE_POLL: Duration = Duration::from_millis(20);
+
+/// Calls awaiting their answer, by JSON-RPC id.
+type Waiters = Arc<Mutex<HashMap<Id, oneshot::Sender<Value>>>>;
+
+/// What starts an upstream: the policy and where it came from, and the shared audit store.
+#[derive(Clone)]
+pub(crate) struct UpstreamContext {
+    pub(crate) policy: Arc<CompiledPolicy>,
+    pub(crate) policy_path: std::path::PathBuf,
+    pub(crate) policy_text: String,
+    pub(crate) store: Arc<SqliteStore>,
+    /// Approvals and leases, shared by every session.
+    pub(crate) approvals: Arc<portcullis_store::ApprovalStore>,
+}
+
+/// The client side of one server's session.
+pub(crate) struct Upstream {
+    server: String,
+    input: StdinWriter,
+    waiters: Waiters,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    /// Starts `server` (a stdio process from the policy's command, never from anything a client
+    /// sent) and its session, for `principal`.
+    pub(crate) fn start(
+        ctx: &UpstreamContext,
+        server: &str,
+        principal: &str,
+    ) -> Result<Self, GatewayError> {
+        let info = ctx.policy.servers().get(server).ok_or_else(|| {
+            GatewayError::ServerSelection(format!("the policy configures no server `{server}`"))
+        })?;
+        let spec = child_spec(info, None)?;
+        let mut child = StdioChild::spawn(spec, DEFAULT_MAX_LINE_BYTES)?;
+        let server_out = child.take_stdout().ok_or_else(|| GatewayError::Io {
+            what: "the server's output is missing; this is a bug, please report",
+            source: std::io::Error::other("stdout already taken"),
+        })?;
+        tracing::info!(
+            server,
+            principal,
+            pid = child.pid(),
+            "started a server for an HTTP session"
+        );
+
+        let (ours_in, theirs_in) = tokio::io::duplex(PIPE_BYTES);
+        let (theirs_out, ours_out) = tokio::io::duplex(PIPE_BYTES);
+        let input = StdinWriter::from_writer(ours_in);
+        let waiters: Waiters = Arc::default();
+
+        let mut session = Session::new(SessionParts {
+            server: server.to_owned(),
+            policy: CompiledPolicy::clone(&ctx.policy),
+            policy_path: ctx.policy_path.clone(),
+            policy_text: ctx.policy_text.clone(),
+            store: Arc::clone(&ctx.store),
+            principal: Some(principal.to_owned()),
+            upstream: child.stdin(),
+            client: LineWriter::new(theirs_out),
+            approvals: Arc::clone(&ctx.approvals),
+        });
+        let name = server.to_owned();
+        let task = tokio::spawn(async move {
+            let mut client_in = BoundedLineReader::new(theirs_in, DEFAULT_MAX_LINE_BYTES);
+            let mut server_out = server_out;
+            let end = session.run(&mut client_in, &mut server_out, None).await;
+            drop(session);
+            tracing::info!(server = %name, ?end, "an HTTP session's server session ended");
+            if let Err(error) = child.shutdown(ShutdownGrace::default()).await {
+                tracing::warn!(%error, server = %name, "the server did not stop cleanly");
+            }
+        });
+        tokio::spawn(route_answers(
+            BoundedLineReader::new(ours_out, DEFAULT_MAX_LINE_BYTES),
+            Arc::clone(&waiters),
+            input.clone(),
+        ));
+        Ok(Self {
+            server: server.to_owned(),
+            input,
+            waiters,
+            task,
+        })
+    }
+
+    /// Sends request `id` (already strictly parsed; `bytes` is its re-serialization) and waits
+    /// for the session's answer: the server's response, a denial, or an error.
+    pub(crate) async fn request(&self, id: &Id, bytes: &[u8]) -> Value {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+            if waiters.contains_key(id) {
+                let message = format!("a request with id {id} is already in flight; use a new id");
+                return error_response(Some(id), INVALID_REQUEST, &message, None);
+            }
+            waiters.insert(id.clone(), tx);
+        }
+        if let Err(error) = self.input.write_line(bytes).await {
+            tracing::warn!(%error, server = %self.server, "the server's session is not accepting input");
+            self.forget(id);
+            return error_response(
+                Some(id),
+                INTERNAL_ERROR,
+                "the server's session has ended",
+                None,
+            );
+        }
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => error_response(
+                Some(id),
+                INTERNAL_ERROR,
+                "the server's session has ended",
+                None,
+            ),
+            Err(_) => {
+                self.forget(id);
+                error_response(
+                    Some(id),
+                    INTERNAL_ERROR,
+                    "the server did not answer in time",
+                    None,
+                )
+            }
+        }
+    }
+
+    /// Sends a notification or a response; nothing comes back.
+    pub(crate) async fn send(&self, bytes: &[u8]) -> bool {
+        match self.input.write_line(bytes).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, server = %self.server, "cannot pass a message to the server's session");
+                false
+            }
+        }
+    }
+
+    /// Whether the session (and so the server) is still running.
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// Ends the session: its input closes, it drains what is in flight, and the server is shut
+    /// down. Waits at most `grace`.
+    pub(crate) async fn close(&self, grace: Duration) {
+        self.input.close().await;
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.task.is_finished() {
+            if tokio::time::Instant::now() >= deadline {
+                // Aborting drops the child handle, which kills the server (`kill_on_drop`).
+                tracing::warn!(server = %self.server, "a server session did not end in time; stopping it");
+                self.task.abort();
+                return;
+            }
+            tokio::time::sleep(CLOSE_POLL).await;
+        }
+    }
+
+    fn forget(&self, id: &Id) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+}
+
+/// Reads what the session sends to the client: answers go to their waiting request. This front
+/// has no stream for server-initiated messages (GET is 405), so a server's request is answered
+/// "method not found" at once rather than left hanging, and notifications are dropped.
+async fn route_answers<R: tokio::io::AsyncRead + Unpin>(
+    mut lines: BoundedLineReader<R>,
+    waiters: Waiters,
+    input: StdinWriter,
+) {
+    let limits = Limits::default();
+    loop {
+        let bytes = match lines.next_line().await {
+            Ok(Some(Line::Complete(bytes))) => bytes,
+            Ok(Some(Line::TooLong { bytes_discarded })) => {
+                tracing::warn!(
+                    bytes_discarded,
+                    "dropped an over-long message for the HTTP client"
+                );
+                continue;
+            }
+            Ok(None) | Err(_) => break,
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let Ok(parsed) = parse_message(&bytes, &limits) else {
+            tracing::error!("the session wrote a malformed message; this is a bug, please report");
+            continue;
+        };
+        let (message, value) = parsed.into_parts();
+        match message {
+            Message::Response { id, .. } | Message::ErrorResponse { id: Some(id), .. } => {
+                let waiter = waiters
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+                match waiter {
+                    Some(waiter) => {
+                        let _ = waiter.send(value);
+                    }
+                    None => tracing::debug!(%id, "dropped an answer nobody waits for"),
+                }
+            }
+            Message::ErrorResponse { id: None, .. } => {
+                tracing::warn!("dropped an error with a null id for the HTTP client");
+            }
+            Message::Request { id, method, .. } => {
+                tracing::info!(%id, method = %crate::session::shorten(&method), "refused a server request: this front has no stream for server-initiated messages");
+                let answer = error_response(
+                    Some(&id),
+                    METHOD_NOT_FOUND,
+                    "the client is connected over HTTP without a server-to-client stream",
+                    None,
+                );
+                if let Ok(bytes) = serde_json::to_vec(&answer)
+                    && input.write_line(&bytes).await.is_err()
+                {
+                    break;
+                }
+            }
+            Message::Notification { method, .. } => {
+                tracing::debug!(method = %crate::session::shorten(&method), "dropped a server notification (no GET stream)");
+            }
+        }
+    }
+    // The session ended: nobody will answer the calls still waiting.
+    let pending: Vec<_> = waiters
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain()
+        .collect();
+    for (id, waiter) in pending {
+        let _ = waiter.send(error_response(
+            Some(&id),
+            INTERNAL_ERROR,
+            "the server's session has ended",
+            None,
+        ));
+    }
+}

@@ -102,7 +102,18 @@ impl CompiledPolicy {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<CompiledPolicy, PolicyErrors> {
         let raw = parse_policy(text, file)?;
-        compile(raw, file, env)
+        compile(raw, file, env).map_err(|mut errors| {
+            // Top-level settings carry no parser span: find their key in the text.
+            for e in &mut errors.0 {
+                if e.pos.is_none()
+                    && let Some(field) = &e.field
+                {
+                    let key = field.split(['.', '[']).next().unwrap_or(field);
+                    e.pos = crate::load::locate_top_level(text, key);
+                }
+            }
+            errors
+        })
     }
 
     /// The sha256 (hex) of the canonical policy, as `portcullis pack` prints it.
@@ -208,7 +219,9 @@ pub fn compile(
         );
     }
     let mut servers = BTreeMap::new();
-    for (name, spec) in &resolved.servers {
+    for (name, spanned) in &resolved.servers {
+        let spec = &spanned.value;
+        let first_error = errors.len();
         if kill_after_zero(&spec.kill_after) {
             errors.push(
                 PolicyError::new(file, "`kill_after.denials` must be at least 1")
@@ -254,7 +267,8 @@ pub fn compile(
                         file,
                         format!("`url: {url}` must start with http:// or https://"),
                     )
-                    .field(format!("{field}.url")),
+                    .field(format!("{field}.url"))
+                    .help("give the server's Streamable HTTP endpoint, e.g. `http://127.0.0.1:9000/mcp`"),
                 );
             }
             if spec.resolve_symlinks == Some(true) {
@@ -271,9 +285,14 @@ pub fn compile(
             {
                 errors.push(
                     PolicyError::new(file, format!("`{key}: {p}` must be an absolute path"))
-                        .field(format!("{field}.{key}")),
+                        .field(format!("{field}.{key}"))
+                        .help("write the directory from the root, e.g. `/workspace`"),
                 );
             }
+        }
+        let pos = crate::load::span_pos(spanned.referenced);
+        for e in errors.iter_mut().skip(first_error) {
+            e.pos = e.pos.or(pos);
         }
         servers.insert(
             name.clone(),
@@ -290,12 +309,25 @@ pub fn compile(
         check_auth(auth, file, &mut errors);
     }
 
-    let tools = match ToolTable::compile(&resolved.tools) {
+    let tool_specs: BTreeMap<String, crate::model::ToolSpec> = resolved
+        .tools
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
+    let tools = match ToolTable::compile(&tool_specs) {
         Ok(t) => t,
         Err(msgs) => {
             for m in msgs {
+                // Each message starts `tools.KEY:`; point at that entry.
+                let pos = resolved
+                    .tools
+                    .iter()
+                    .find(|(k, _)| m.starts_with(&format!("tools.{k}:")))
+                    .and_then(|(_, v)| crate::load::span_pos(v.referenced));
                 errors.push(
-                    PolicyError::new(file, m).help("see the `tools` section of docs/policy.md"),
+                    PolicyError::new(file, m)
+                        .at(pos)
+                        .help("see the `tools` section of docs/policy.md"),
                 );
             }
             ToolTable::default()
@@ -310,7 +342,8 @@ pub fn compile(
                     file,
                     format!("`hide: {pattern}` must be `server.tool` (globs allowed)"),
                 )
-                .field("hide"),
+                .field("hide")
+                .help("write e.g. `hide: [fs.move_file, \"shell.*\"]`"),
             );
             continue;
         }
@@ -320,7 +353,8 @@ pub fn compile(
             }
             Err(e) => errors.push(
                 PolicyError::new(file, format!("invalid glob `{pattern}`: {}", e.kind()))
-                    .field("hide"),
+                    .field("hide")
+                    .help("globs: `*` any run of characters, `?` one, `[abc]` a class"),
             ),
         }
     }
@@ -377,16 +411,18 @@ pub fn compile(
                 errors.push(err(format!("limit: {m}")).help("write e.g. `limit: { calls: 100, per: 1h }` or `limit: { sum: amount, max: 100000, per: 1d }`"));
             }
             if spec.decision != Decision::Allow && spec.decision != Decision::RequireApproval {
-                errors.push(err("`limit` only applies to rules that let calls through (allow, require_approval)".to_owned()));
+                errors.push(err("`limit` only applies to rules that let calls through (allow, require_approval)".to_owned()).help("change the decision to `allow` or `require_approval`, or remove `limit`"));
             }
         }
         if !spec.taint.is_empty()
             && spec.decision != Decision::Allow
             && spec.decision != Decision::RequireApproval
         {
-            errors.push(err(
-                "`taint` only applies to rules that let calls through".to_owned()
-            ));
+            errors.push(
+                err("`taint` only applies to rules that let calls through".to_owned()).help(
+                    "change the decision to `allow` or `require_approval`, or remove `taint`",
+                ),
+            );
         }
         if spec.when.server.is_none()
             && spec.when.tool.is_none()
@@ -419,9 +455,10 @@ pub fn compile(
                 pos,
             }),
             (w, u, h) => {
-                errors.extend(w.err());
-                errors.extend(u.err());
-                errors.extend(h.err());
+                for e in [w.err(), u.err(), h.err()].into_iter().flatten() {
+                    let help = condition_help(&e.message);
+                    errors.push(if e.help.is_some() { e } else { e.help(help) });
+                }
             }
         }
     }
@@ -442,6 +479,32 @@ pub fn compile(
         hide,
         hide_patterns: resolved.hide.clone(),
     })
+}
+
+/// A `help:` line for an error inside a rule's `when`, `unless` or `hours`.
+fn condition_help(message: &str) -> &'static str {
+    if message.contains("glob") {
+        "globs: `*` matches within one path component, `**` across components, `?` one character, `[abc]` a class; escape with `\\`"
+    } else if message.contains("regex") {
+        "regexes use the Rust `regex` syntax (no look-around or back-references) and are unanchored; prefer `glob` where it fits"
+    } else if message.contains("under") || message.contains("absolute path") {
+        "`under` takes absolute directories such as `/workspace`"
+    } else if message.contains("command pattern") {
+        "command patterns are words such as `git status` or `ls *`; a final `*` matches any further words"
+    } else if message.contains("method") {
+        "evaluated methods are tools/call, resources/read and prompts/get"
+    } else if message.contains("hours")
+        || message.contains("time zone")
+        || message.contains("HH:MM")
+    {
+        "write e.g. `hours: { days: [mon, fri], from: \"08:00\", to: \"18:00\", tz: Europe/Berlin }`"
+    } else if message.contains("`min`") || message.contains("`max`") {
+        "`min` and `max` are inclusive bounds on a number; `min` must not exceed `max`"
+    } else if message.contains("empty") || message.contains("present: false") {
+        "give each condition at least one test that can hold; docs/policy.md lists them"
+    } else {
+        "see the conditions section of docs/policy.md"
+    }
 }
 
 fn limit_problem(limit: &LimitSpec) -> Option<String> {

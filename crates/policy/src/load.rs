@@ -55,6 +55,7 @@ pub fn parse_policy(text: &str, file: &str) -> Result<PolicyFile, PolicyErrors> 
             format!("unsupported policy version `{}`", policy.version),
         )
         .field("version")
+        .at(locate_top_level(text, "version"))
         .help(format!(
             "this build of portcullis reads `version: {POLICY_VERSION}`"
         ))
@@ -72,8 +73,10 @@ fn yaml_error(file: &str, e: &serde_saphyr::Error) -> PolicyError {
     });
     let message = e.without_snippet().to_string();
     // The library prefixes its own location; keep only the message.
-    let message = strip_location_suffix(&message);
-    let help = if message.contains("unknown field") {
+    let message = friendly_budget(&strip_location_suffix(&message));
+    let help = if message.contains("parser limit") {
+        "simplify the policy: it is deeper, larger or uses more aliases than a policy needs"
+    } else if message.contains("unknown field") {
         "remove the field or correct its spelling; docs/policy.md lists every field"
     } else if message.contains("duplicate") {
         "each key may appear only once in a mapping; remove or merge the repeated key"
@@ -89,10 +92,33 @@ fn yaml_error(file: &str, e: &serde_saphyr::Error) -> PolicyError {
 
 fn strip_location_suffix(message: &str) -> String {
     let first = message.lines().next().unwrap_or(message);
-    match first.rfind(" at line ") {
+    let cut = [" at line ", " (defined at", " (defined"]
+        .iter()
+        .filter_map(|m| first.find(m))
+        .min();
+    match cut {
         Some(i) => first.get(..i).unwrap_or(first).to_owned(),
         None => first.to_owned(),
     }
+}
+
+/// The parser reports breached resource budgets in its own debug notation; say it in words.
+fn friendly_budget(message: &str) -> String {
+    if !message.contains("budget") {
+        return message.to_owned();
+    }
+    let what = if message.contains("Depth") {
+        format!("nests deeper than {MAX_POLICY_DEPTH} levels")
+    } else if message.contains("Alias") || message.contains("Anchor") {
+        "uses more aliases or anchors than allowed (aliases can expand a small file into a huge one)".to_owned()
+    } else if message.contains("Nodes") || message.contains("Events") {
+        "has more YAML nodes than allowed".to_owned()
+    } else if message.contains("Bytes") || message.contains("bytes") {
+        format!("is larger than {MAX_POLICY_BYTES} bytes")
+    } else {
+        "exceeds a resource limit".to_owned()
+    };
+    format!("the policy {what} (a parser limit)")
 }
 
 /// Resolve `${VAR}` references in every server's settings from `lookup` (the environment, passed
@@ -104,13 +130,36 @@ pub fn resolve_env(
 ) -> Result<(), PolicyErrors> {
     let mut errors = Vec::new();
     for (name, server) in &mut policy.servers {
-        resolve_server(name, server, file, lookup, &mut errors);
+        let pos = span_pos(server.referenced);
+        let before = errors.len();
+        resolve_server(name, &mut server.value, file, lookup, &mut errors);
+        for e in errors.iter_mut().skip(before) {
+            e.pos = e.pos.or(pos);
+        }
     }
     if errors.is_empty() {
         Ok(())
     } else {
         Err(PolicyErrors(errors))
     }
+}
+
+/// The position of a top-level key (`hide:`, `auth:`) in the policy text, for settings the
+/// parser gives no span for.
+pub(crate) fn locate_top_level(text: &str, key: &str) -> Option<SourcePos> {
+    let needle = format!("{key}:");
+    text.lines()
+        .position(|l| l.starts_with(&needle))
+        .and_then(|i| u64::try_from(i + 1).ok())
+        .map(|line| SourcePos { line, column: 1 })
+}
+
+/// The position of a spanned node, when the parser recorded one.
+pub(crate) fn span_pos(l: serde_saphyr::Location) -> Option<SourcePos> {
+    (l.line() > 0).then(|| SourcePos {
+        line: l.line(),
+        column: l.column(),
+    })
 }
 
 fn resolve_server(

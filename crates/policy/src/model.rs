@@ -33,10 +33,12 @@ pub struct PolicyFile {
     pub state_dir: Option<String>,
     /// The MCP servers behind the gateway, by name.
     #[serde(default)]
-    pub servers: BTreeMap<String, ServerSpec>,
+    #[schemars(with = "BTreeMap<String, ServerSpec>")]
+    pub servers: BTreeMap<String, Spanned<ServerSpec>>,
     /// Trusted facts about tools, keyed `server.tool` (globs allowed).
     #[serde(default)]
-    pub tools: BTreeMap<String, ToolSpec>,
+    #[schemars(with = "BTreeMap<String, ToolSpec>")]
+    pub tools: BTreeMap<String, Spanned<ToolSpec>>,
     /// The rules; order never matters.
     #[serde(default)]
     #[schemars(with = "Vec<RuleSpec>")]
@@ -249,7 +251,10 @@ fn default_true() -> bool {
 
 /// One value or a list of values.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(untagged, expecting = "a single value or a list of values")]
+#[serde(
+    untagged,
+    expecting = "a single value or a list of values, each of the type this field takes (a port is 1 to 65535; quote `yes`, `no`, `on`, `off` to use them as strings)"
+)]
 pub enum OneOrMany<T> {
     /// A single value.
     One(T),

@@ -193,22 +193,30 @@ fn rejects_bad_durations_hours_and_time_zones() {
     assert_rule_error(
         &rule("{ from: '8', to: '18:00' }"),
         "hours: time `8` must be written `HH:MM`",
-        None,
+        Some(
+            "write e.g. `hours: { days: [mon, fri], from: \"08:00\", to: \"18:00\", tz: Europe/Berlin }`",
+        ),
     );
     assert_rule_error(
         &rule("{ from: '08:00', to: '24:01' }"),
         "hours: time `24:01` is not between 00:00 and 24:00",
-        None,
+        Some(
+            "write e.g. `hours: { days: [mon, fri], from: \"08:00\", to: \"18:00\", tz: Europe/Berlin }`",
+        ),
     );
     assert_rule_error(
         &rule("{ from: '08:00', to: '08:00' }"),
         "hours: `from` and `to` are equal, so the window is empty",
-        None,
+        Some(
+            "write e.g. `hours: { days: [mon, fri], from: \"08:00\", to: \"18:00\", tz: Europe/Berlin }`",
+        ),
     );
     assert_rule_error(
         &rule("{ from: '08:00', to: '18:00', tz: Mars/Base }"),
         "hours: unknown time zone `Mars/Base`; use an IANA name such as `Europe/Berlin`",
-        None,
+        Some(
+            "write e.g. `hours: { days: [mon, fri], from: \"08:00\", to: \"18:00\", tz: Europe/Berlin }`",
+        ),
     );
 }
 
@@ -248,7 +256,7 @@ fn rejects_limit_shapes_and_misplaced_rule_settings() {
     assert_rule_error(
         "{ id: a, when: { server: fs }, decision: deny, limit: { calls: 1, per: 1h } }",
         "`limit` only applies to rules that let calls through (allow, require_approval)",
-        None,
+        Some("change the decision to `allow` or `require_approval`, or remove `limit`"),
     );
     assert_rule_error(
         "{ id: a, when: { server: fs }, decision: deny, approval: { ttl: 1m } }",
@@ -258,7 +266,7 @@ fn rejects_limit_shapes_and_misplaced_rule_settings() {
     assert_rule_error(
         "{ id: a, when: { server: fs }, decision: kill_session, taint: [x] }",
         "`taint` only applies to rules that let calls through",
-        None,
+        Some("change the decision to `allow` or `require_approval`, or remove `taint`"),
     );
 }
 
@@ -411,7 +419,7 @@ fn reports_every_error_not_just_the_first() {
     assert_eq!(
         summary,
         [
-            (None, "servers.web".to_owned()),
+            (Some(4), "servers.web".to_owned()),
             (Some(6), "rules[0] (`a`)".to_owned()),
             (Some(7), "rules[1] (`b`)".to_owned())
         ]
@@ -432,6 +440,6 @@ fn disabled_rules_are_validated_but_not_compiled() {
     assert_rule_error(
         "{ id: a, enabled: false, when: { server: fs, args: { p: { under: rel } } }, decision: deny }",
         "when.args.p: `under: rel` must be an absolute path such as `/workspace`",
-        None,
+        Some("`under` takes absolute directories such as `/workspace`"),
     );
 }

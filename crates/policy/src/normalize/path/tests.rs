@@ -658,6 +658,8 @@ mod properties {
         /// A reading that escapes a base always exists when the lexical one does.
         #[test]
         fn lexical_escape_is_kept(rest in "[a-z]{1,8}") {
+            // `/ws/../ws` is `/ws` itself, which is under `/ws`.
+            prop_assume!(rest != "ws");
             let raw = format!("/ws/../{rest}");
             let all = path_readings(&raw, &ws()).unwrap();
             prop_assert!(all.iter().any(|r| !is_under(&r.path, "/ws")));

@@ -82,3 +82,25 @@ fn a_read_only_store_denies_calls_and_the_gateway_recovers() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+/// A stop signal to the gateway is passed to the server, the gateway drains and exits with the
+/// server's status (128 + 15 when the server dies of SIGTERM, as a shell reports it).
+#[test]
+fn sigterm_is_passed_to_the_server_and_its_status_becomes_ours() {
+    let setup = Setup::new();
+    let mut gw = setup.start();
+    gw.init();
+    assert_eq!(
+        gw.call(1, "echo", json!({"text": "up"}))["result"]["isError"],
+        json!(false)
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &gw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = gw.wait();
+    let log = setup.log();
+    assert!(log.contains("to the server"), "{log}");
+    assert_eq!(code, 143, "{log}");
+}

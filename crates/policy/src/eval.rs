@@ -161,6 +161,12 @@ fn evaluate_inner(
     ctx: &EvalContext<'_>,
     trace: bool,
 ) -> Evaluation {
+    // Lets the unit tests prove that a panic inside evaluation becomes a deny.
+    #[cfg(test)]
+    #[expect(clippy::panic, reason = "test-only fault injection")]
+    if call.tool == tests::PANIC_TOOL {
+        panic!("injected evaluator fault");
+    }
     let Some(server) = policy.servers.get(&call.server) else {
         return Evaluation::engine(
             Decision::Deny,

@@ -767,3 +767,19 @@ fn explain_names_the_unknown_condition_and_why() {
         allow.notes
     );
 }
+
+/// The tool name that makes the evaluator panic (test builds only).
+pub(super) const PANIC_TOOL: &str = "__portcullis_test_panic__";
+
+#[test]
+fn a_panic_inside_evaluation_is_a_deny() {
+    let p = policy("  - { id: everything, when: { server: fs }, decision: allow }\n");
+    let e = evaluate(
+        &p,
+        &call(json!({"server": "fs", "tool": PANIC_TOOL, "arguments": {}})),
+        &EvalContext::default(),
+    );
+    assert_eq!(e.decision, Deny);
+    assert_eq!(e.rules, ["internal-error"]);
+    assert_eq!(e.reason_class, ReasonClass::Internal);
+}

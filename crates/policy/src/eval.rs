@@ -163,7 +163,6 @@ fn evaluate_inner(
 ) -> Evaluation {
     // Lets the unit tests prove that a panic inside evaluation becomes a deny.
     #[cfg(test)]
-    #[expect(clippy::panic, reason = "test-only fault injection")]
     if call.tool == tests::PANIC_TOOL {
         panic!("injected evaluator fault");
     }

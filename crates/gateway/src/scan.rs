@@ -411,7 +411,7 @@ impl Scan {
 
     fn tool_entry(&self, y: &mut String, tool: &ScannedTool) {
         let name = &self.options.name;
-        y.push_str("\n");
+        y.push('\n');
         let description = tool
             .definition
             .get("description")

@@ -105,10 +105,12 @@ pub fn default_server_name(command: &[String]) -> String {
     let program = command
         .iter()
         .find(|a| {
-            !matches!(
-                a.as_str(),
-                "npx" | "uvx" | "-y" | "node" | "python" | "python3"
-            )
+            !a.starts_with('-')
+                && !a.contains('=')
+                && !matches!(
+                    a.rsplit('/').next().unwrap_or(a),
+                    "npx" | "uvx" | "env" | "node" | "python" | "python3" | "bunx" | "deno"
+                )
         })
         .or_else(|| command.first())
         .map(String::as_str)
@@ -509,5 +511,44 @@ impl Scan {
                 tool.effect.effect
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn server_names_come_from_the_program() {
+        let name = |a: &[&str]| default_server_name(&argv(a));
+        assert_eq!(
+            name(&[
+                "npx",
+                "-y",
+                "@modelcontextprotocol/server-filesystem",
+                "/ws"
+            ]),
+            "filesystem"
+        );
+        assert_eq!(
+            name(&["uvx", "mcp-server-git", "--repository", "/ws"]),
+            "git"
+        );
+        assert_eq!(
+            name(&["/usr/bin/env", "X=1", "/opt/my.server"]),
+            "my_server"
+        );
+        assert_eq!(name(&[]), "server");
+    }
+
+    #[test]
+    fn yaml_strings_escape_everything_unusual() {
+        assert_eq!(yaml_str("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(yaml_str("x\u{202e}y\n"), r#""x\u202ey\u000a""#);
+        assert_eq!(yaml_str("\u{e0041}"), r#""\U000e0041""#);
     }
 }

@@ -13,8 +13,10 @@ mod pack;
 mod pin;
 mod policy_file;
 mod run;
+mod scan;
 mod schema;
 mod serve;
+mod suggest;
 mod test_cases;
 
 use std::process::ExitCode;
@@ -64,6 +66,8 @@ enum Command {
     #[command(hide = true)]
     DemoServer(demo::DemoServerArgs),
     Pin(pin::PinArgs),
+    Scan(scan::ScanArgs),
+    Suggest(suggest::SuggestArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +86,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::DemoServer(args) => demo::serve(&args),
         Command::Pin(args) => pin::run(&args),
+        Command::Scan(args) => scan::run(&args),
+        Command::Suggest(args) => suggest::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

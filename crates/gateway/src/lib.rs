@@ -50,9 +50,11 @@ mod record;
 mod reload;
 mod resolver;
 mod run;
+pub mod scan;
 mod selftest;
 mod serve;
 mod session;
+pub mod suggest;
 mod vetting;
 
 pub use auth::{ANONYMOUS, MAX_AUTHORIZATION_BYTES};

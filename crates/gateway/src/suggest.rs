@@ -472,7 +472,7 @@ pub fn render(
     for ((server, tool), group) in &groups {
         let kinds = policy
             .and_then(|p| p.raw().tools.get(&format!("{server}.{tool}")))
-            .map(|spec| spec.args.clone())
+            .map(|spec| spec.value.args.clone())
             .unwrap_or_default();
         let cwd = policy
             .and_then(|p| p.servers().get(*server))

@@ -96,6 +96,7 @@ impl SqliteStore {
             path: db_path.clone(),
             key: signing_key,
             commits: Arc::clone(&commits),
+            last_head: None,
         };
         let handle = std::thread::Builder::new()
             .name("portcullis-audit-writer".to_owned())

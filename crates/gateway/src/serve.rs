@@ -18,6 +18,7 @@
 //!   evaluates it and makes the decision durable before anything is forwarded.
 
 mod http;
+mod http_upstream;
 mod route;
 mod upstream;
 

@@ -19,6 +19,7 @@
 
 mod http;
 mod http_upstream;
+mod outbox;
 mod route;
 mod upstream;
 

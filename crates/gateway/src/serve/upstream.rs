@@ -20,6 +20,7 @@ use portcullis_transport::{BoundedLineReader, DEFAULT_MAX_LINE_BYTES, Line, Line
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::outbox::Outbox;
 use crate::config::child_spec;
 use crate::error::GatewayError;
 use crate::session::{Session, SessionParts};
@@ -63,6 +64,7 @@ impl Upstream {
         ctx: &UpstreamContext,
         server: &str,
         principal: &str,
+        outbox: Arc<Outbox>,
     ) -> Result<Self, GatewayError> {
         let info = ctx.policy.servers().get(server).ok_or_else(|| {
             GatewayError::ServerSelection(format!("the policy configures no server `{server}`"))
@@ -120,6 +122,7 @@ impl Upstream {
             BoundedLineReader::new(ours_out, DEFAULT_MAX_LINE_BYTES),
             Arc::clone(&waiters),
             input.clone(),
+            (server.to_owned(), outbox),
         ));
         Ok(Self {
             server: server.to_owned(),
@@ -238,13 +241,14 @@ async fn run_session<S: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-/// Reads what the session sends to the client: answers go to their waiting request. This front
-/// has no stream for server-initiated messages (GET is 405), so a server's request is answered
-/// "method not found" at once rather than left hanging, and notifications are dropped.
+/// Reads what the session sends to the client: answers go to their waiting request; the
+/// server's own requests and notifications go to the client's streams through the [`Outbox`]. A
+/// request no stream can take is answered "method not found" at once rather than left hanging.
 async fn route_answers<R: tokio::io::AsyncRead + Unpin>(
     mut lines: BoundedLineReader<R>,
     waiters: Waiters,
     input: StdinWriter,
+    (server, outbox): (String, Arc<Outbox>),
 ) {
     let limits = Limits::default();
     loop {
@@ -284,11 +288,14 @@ async fn route_answers<R: tokio::io::AsyncRead + Unpin>(
                 tracing::warn!("dropped an error with a null id for the HTTP client");
             }
             Message::Request { id, method, .. } => {
-                tracing::info!(%id, method = %crate::session::shorten(&method), "refused a server request: this front has no stream for server-initiated messages");
+                if outbox.request(&server, &id, &value) {
+                    continue;
+                }
+                tracing::info!(%id, method = %crate::session::shorten(&method), "refused a server request: the client has no open stream to receive it");
                 let answer = error_response(
                     Some(&id),
                     METHOD_NOT_FOUND,
-                    "the client is connected over HTTP without a server-to-client stream",
+                    "the client is connected over HTTP without an open stream for server requests",
                     None,
                 );
                 if let Ok(bytes) = serde_json::to_vec(&answer)
@@ -298,10 +305,13 @@ async fn route_answers<R: tokio::io::AsyncRead + Unpin>(
                 }
             }
             Message::Notification { method, .. } => {
-                tracing::debug!(method = %crate::session::shorten(&method), "dropped a server notification (no GET stream)");
+                if !outbox.notify(&value) {
+                    tracing::debug!(method = %crate::session::shorten(&method), "dropped a server notification (no open stream)");
+                }
             }
         }
     }
+    outbox.forget_server(&server);
     // The session ended: nobody will answer the calls still waiting.
     let pending: Vec<_> = waiters
         .lock()

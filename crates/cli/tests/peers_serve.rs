@@ -345,22 +345,23 @@ auth:
         {"op": "call_tool", "name": "local__get-roots-list", "arguments": {}},
     ]);
     let mut cmd = Command::new(&world.peers.python);
-    cmd.arg(repo_root().join("peers/python/mcp_client.py")).args([
-        "--script",
-        "-",
-        "--timeout",
-        "30",
-        "--http",
-        &serve.url("/mcp"),
-        "--header",
-        "Authorization: Bearer alice-key",
-        "--elicit",
-        "accept",
-        "--elicit-content",
-        r#"{"name": "Ann"}"#,
-        "--root",
-        "file:///srv/project",
-    ]);
+    cmd.arg(repo_root().join("peers/python/mcp_client.py"))
+        .args([
+            "--script",
+            "-",
+            "--timeout",
+            "30",
+            "--http",
+            &serve.url("/mcp"),
+            "--header",
+            "Authorization: Bearer alice-key",
+            "--elicit",
+            "accept",
+            "--elicit-content",
+            r#"{"name": "Ann"}"#,
+            "--root",
+            "file:///srv/project",
+        ]);
     let out = run_with_timeout(cmd, Some(&serde_json::to_vec(&steps).unwrap()));
     let out: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -402,7 +403,11 @@ auth:
         results[6],
         world.log()
     );
-    assert_eq!(out["elicitations"].as_array().map(Vec::len), Some(1), "{out:#}");
+    assert_eq!(
+        out["elicitations"].as_array().map(Vec::len),
+        Some(1),
+        "{out:#}"
+    );
     assert!(
         text(&results[7]).contains("file:///srv/project"),
         "{:#}",

@@ -100,7 +100,15 @@ impl App {
 pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
     let (policy, policy_text) = load_policy(&options.policy)?;
     self_test(&policy).map_err(GatewayError::SelfTest)?;
-    let auth = Authenticator::from_policy(policy.raw().auth.as_ref());
+    let policy_dir = options
+        .policy
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let auth = Authenticator::from_policy(policy.raw().auth.as_ref(), &policy_dir).await?;
+    if let Some(jwt) = auth.jwt() {
+        tokio::spawn(jwt.clone().refresh_forever(policy_dir.clone()));
+    }
     if auth.is_anonymous() && !options.listen.ip().is_loopback() {
         return Err(GatewayError::Insecure(format!(
             "the policy has no `auth` section, so `serve` accepts requests without credentials and listens only on a loopback address, not `{}`\nhelp: add `auth: {{ api_keys: [...] }}` to the policy, or listen on 127.0.0.1",
@@ -154,6 +162,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         options.policy.display(),
         if app.auth.is_anonymous() {
             "no auth (loopback only)"
+        } else if app.auth.has_jwt() {
+            "API keys or JWTs required"
         } else {
             "API keys required"
         },

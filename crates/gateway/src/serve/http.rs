@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::outbox::{self, FrameStream, STREAM_QUEUE};
 use super::route::{ClientSession, Reply, Route};
 use super::{App, MAX_SESSIONS};
-use crate::auth::AuthFailure;
+use crate::auth::{AuthFailure, Identity};
 
 /// The session header (case-insensitive on the wire).
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -125,12 +125,12 @@ async fn handle(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
-    let principal = match app.auth.authenticate(
+    let identity = match app.auth.authenticate(
         headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
     ) {
-        Ok(principal) => principal,
+        Ok(identity) => identity,
         Err(failure) => return unauthorized(app, headers, &route, failure),
     };
     if let Some(version) = headers.get(VERSION_HEADER) {
@@ -157,9 +157,9 @@ async fn handle(
         },
     };
     match *method {
-        Method::POST => post(app, route, &principal, session_id, headers, body).await,
-        Method::DELETE => delete(app, &route, &principal, session_id),
-        Method::GET => get_stream(app, &route, &principal, session_id, headers),
+        Method::POST => post(app, route, &identity, session_id, headers, body).await,
+        Method::DELETE => delete(app, &route, &identity.principal, session_id),
+        Method::GET => get_stream(app, &route, &identity.principal, session_id, headers),
         _ => {
             let mut response =
                 transport_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
@@ -310,11 +310,12 @@ async fn streamed(
 async fn post(
     app: &App,
     route: Route,
-    principal: &str,
+    identity: &Identity,
     session_id: Option<String>,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
+    let principal = identity.principal.as_str();
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -343,7 +344,7 @@ async fn post(
             Some(session) => (session, None),
             None => return session_not_found(),
         },
-        None if is_initialize => match start_session(app, route, principal) {
+        None if is_initialize => match start_session(app, route, identity) {
             Ok((id, session)) => (session, Some(id)),
             Err(response) => return *response,
         },
@@ -423,7 +424,7 @@ fn find_session(app: &App, id: &str, route: &Route, principal: &str) -> Option<A
 fn start_session(
     app: &App,
     route: Route,
-    principal: &str,
+    identity: &Identity,
 ) -> Result<(String, Arc<ClientSession>), Box<Response>> {
     if app.sessions().len() >= MAX_SESSIONS {
         return Err(Box::new(transport_error(
@@ -437,7 +438,8 @@ fn start_session(
             "Internal Server Error: no random source",
         ))
     })?;
-    let session = ClientSession::start(&app.ctx, principal, route).map_err(|error| {
+    let principal = identity.principal.as_str();
+    let session = ClientSession::start(&app.ctx, identity, route).map_err(|error| {
         tracing::error!(%error, "cannot start the servers of a new session");
         Box::new(transport_error(
             StatusCode::BAD_GATEWAY,
@@ -503,18 +505,23 @@ fn unauthorized(app: &App, headers: &HeaderMap, route: &Route, failure: AuthFail
 }
 
 /// RFC 9728 protected-resource metadata, as the MCP authorization spec asks a resource server to
-/// publish. API keys are issued by the operator, so no authorization server is named.
+/// publish. API keys are issued by the operator; with `auth.jwt` the issuer is named as the
+/// authorization server.
 async fn resource_metadata(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     rest: Option<Path<String>>,
 ) -> Response {
     let path = rest.map_or_else(|| "/mcp".to_owned(), |Path(rest)| format!("/{rest}"));
-    let body = json!({
+    let mut body = json!({
         "resource": format!("{}{path}", base_url(&app, &headers)),
         "bearer_methods_supported": ["header"],
         "resource_name": "Portcullis MCP gateway",
     });
+    // With JWTs, the token issuer is the authorization server clients are sent to.
+    if let (Some(issuer), Some(object)) = (app.auth.issuer(), body.as_object_mut()) {
+        object.insert("authorization_servers".into(), json!([issuer]));
+    }
     json_response(StatusCode::OK, &body, None)
 }
 

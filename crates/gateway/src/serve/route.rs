@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::outbox::Outbox;
 use super::upstream::{Upstream, UpstreamContext};
+use crate::auth::Identity;
 use crate::denial::{Denial, DenialCode};
 use crate::error::GatewayError;
 use crate::record;
@@ -65,9 +66,10 @@ impl ClientSession {
     /// Starts the servers of `route` for `principal`.
     pub(crate) fn start(
         ctx: &UpstreamContext,
-        principal: &str,
+        identity: &Identity,
         route: Route,
     ) -> Result<Self, GatewayError> {
+        let principal = identity.principal.as_str();
         let names: Vec<String> = match &route {
             Route::One(name) => vec![name.clone()],
             Route::All => ctx.policy.servers().keys().cloned().collect(),
@@ -75,7 +77,7 @@ impl ClientSession {
         let outbox = Arc::new(Outbox::default());
         let mut upstreams = BTreeMap::new();
         for name in names {
-            let upstream = Upstream::start(ctx, &name, principal, Arc::clone(&outbox))?;
+            let upstream = Upstream::start(ctx, &name, identity, Arc::clone(&outbox))?;
             upstreams.insert(name, upstream);
         }
         Ok(Self {

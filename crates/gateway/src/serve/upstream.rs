@@ -21,6 +21,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::outbox::Outbox;
+use crate::auth::Identity;
 use crate::config::child_spec;
 use crate::error::GatewayError;
 use crate::session::{Session, SessionParts};
@@ -63,9 +64,10 @@ impl Upstream {
     pub(crate) fn start(
         ctx: &UpstreamContext,
         server: &str,
-        principal: &str,
+        identity: &Identity,
         outbox: Arc<Outbox>,
     ) -> Result<Self, GatewayError> {
+        let principal = identity.principal.as_str();
         let info = ctx.policy.servers().get(server).ok_or_else(|| {
             GatewayError::ServerSelection(format!("the policy configures no server `{server}`"))
         })?;
@@ -80,6 +82,7 @@ impl Upstream {
             policy_text: ctx.policy_text.clone(),
             store: Arc::clone(&ctx.store),
             principal: Some(principal.to_owned()),
+            agent: identity.agent.clone(),
             upstream,
             client: LineWriter::new(theirs_out),
             approvals: Arc::clone(&ctx.approvals),

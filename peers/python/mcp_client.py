@@ -9,7 +9,7 @@ Run it with the peers venv (scripts/install-peers):
 STEPS is a JSON list of steps, run in order after the initialize handshake:
 
     {"op": "list_tools"}
-    {"op": "call_tool", "name": "...", "arguments": {...}}
+    {"op": "call_tool", "name": "...", "arguments": {...}}   ("progress": true records progress notifications)
     {"op": "list_resources"}
     {"op": "list_resource_templates"}
     {"op": "read_resource", "uri": "..."}
@@ -205,7 +205,22 @@ async def run_step(session: ClientSession, step: dict[str, Any], default_timeout
         if op == "list_tools":
             return dump(await session.list_tools())
         if op == "call_tool":
-            return call_result(await session.call_tool(step["name"], step.get("arguments"), read_timeout_seconds=timeout))
+            progress: list[Any] = []
+
+            async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                progress.append({"progress": value, "total": total, "message": message})
+
+            result = call_result(
+                await session.call_tool(
+                    step["name"],
+                    step.get("arguments"),
+                    read_timeout_seconds=timeout,
+                    progress_callback=on_progress if step.get("progress") else None,
+                )
+            )
+            if step.get("progress"):
+                result["progress"] = progress
+            return result
         if op == "list_resources":
             return dump(await session.list_resources())
         if op == "list_resource_templates":

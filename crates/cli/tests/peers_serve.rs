@@ -155,9 +155,9 @@ fn sdk_client_uses_two_servers_through_the_aggregate_endpoint() {
     ] {
         assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
     }
-    // Tools the policy can never allow are not listed (and are still denied on call, below).
-    for never in ["everything__get-env", "fs__write_file"] {
-        assert!(!names.contains(&never), "{never} listed in {names:?}");
+    // Tools no rule allows are left out of the list (vetting), on the aggregate endpoint too.
+    for hidden in ["everything__get-env", "fs__write_file"] {
+        assert!(!names.contains(&hidden), "{hidden} listed in {names:?}");
     }
     assert_eq!(results[1]["is_error"], json!(false), "{:#}", results[1]);
     assert!(text(&results[1]).contains("hi there"), "{:#}", results[1]);
@@ -274,4 +274,146 @@ fn conformance_suite_passes_through_the_gateway() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("dns-rebinding-protection"), "{stdout}");
+}
+
+/// `mcp-server-everything streamableHttp` on a free loopback port; killed on drop.
+struct HttpEverything {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HttpEverything {
+    fn start(peers: &Peers, log: &std::path::Path) -> HttpEverything {
+        let port = http::free_port();
+        let child = Command::new(everything(peers))
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "server-everything did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        HttpEverything { child, port }
+    }
+}
+
+impl Drop for HttpEverything {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sdk_client_reaches_an_http_server_and_a_stdio_server_with_progress_and_elicitation() {
+    let world = World::new();
+    let remote = HttpEverything::start(&world.peers, &world.root.join("remote.log"));
+    let policy = format!(
+        r#"version: 1
+servers:
+  remote: {{ url: "http://127.0.0.1:{port}/mcp", headers: {{ X-Gateway: portcullis }} }}
+  local: {{ command: [{everything}] }}
+rules:
+  - id: demo-tools
+    when: {{ tool: [echo, trigger-long-running-operation, trigger-elicitation-request, get-roots-list] }}
+    decision: allow
+auth:
+  api_keys:
+    - {{ principal: alice, sha256: {alice} }}
+"#,
+        port = remote.port,
+        everything = everything(&world.peers).display(),
+        alice = sha256("alice-key"),
+    );
+    std::fs::write(world.root.join("portcullis.yaml"), policy).unwrap();
+    let serve = world.serve();
+    let steps = json!([
+        {"op": "list_tools"},
+        {"op": "call_tool", "name": "remote__echo", "arguments": {"message": "over http"}},
+        {"op": "call_tool", "name": "local__echo", "arguments": {"message": "over stdio"}},
+        {"op": "call_tool", "name": "remote__get-env", "arguments": {}},
+        {"op": "call_tool", "name": "remote__trigger-long-running-operation",
+         "arguments": {"duration": 1, "steps": 2}, "progress": true},
+        {"op": "call_tool", "name": "local__trigger-long-running-operation",
+         "arguments": {"duration": 1, "steps": 2}, "progress": true},
+        {"op": "call_tool", "name": "remote__trigger-elicitation-request", "arguments": {}},
+        {"op": "call_tool", "name": "local__get-roots-list", "arguments": {}},
+    ]);
+    let mut cmd = Command::new(&world.peers.python);
+    cmd.arg(repo_root().join("peers/python/mcp_client.py"))
+        .args([
+            "--script",
+            "-",
+            "--timeout",
+            "30",
+            "--http",
+            &serve.url("/mcp"),
+            "--header",
+            "Authorization: Bearer alice-key",
+            "--elicit",
+            "accept",
+            "--elicit-content",
+            r#"{"name": "Ann"}"#,
+            "--root",
+            "file:///srv/project",
+        ]);
+    let out = run_with_timeout(cmd, Some(&serde_json::to_vec(&steps).unwrap()));
+    let out: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "driver output is not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            world.log()
+        )
+    });
+    let results = out["results"].as_array().unwrap();
+    let names: Vec<&str> = results[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"remote__echo"), "{names:?}");
+    assert!(names.contains(&"local__echo"), "{names:?}");
+    assert!(!names.contains(&"remote__get-env"), "{names:?}");
+    assert_eq!(text(&results[1]), "Echo: over http", "{:#}", results[1]);
+    assert_eq!(text(&results[2]), "Echo: over stdio", "{:#}", results[2]);
+    assert!(
+        text(&results[3]).contains("rule `default-deny`"),
+        "{:#}",
+        results[3]
+    );
+    for index in [4, 5] {
+        let result = &results[index];
+        assert_eq!(result["is_error"], json!(false), "{result:#}");
+        assert_eq!(
+            result["progress"].as_array().map(Vec::len),
+            Some(2),
+            "progress notifications reach the HTTP client: {result:#}"
+        );
+    }
+    // The HTTP server's elicitation reached the client over HTTP and its answer came back.
+    assert!(
+        results[6]["content"].to_string().contains("Ann"),
+        "{:#}\n{}",
+        results[6],
+        world.log()
+    );
+    assert_eq!(
+        out["elicitations"].as_array().map(Vec::len),
+        Some(1),
+        "{out:#}"
+    );
+    assert!(
+        text(&results[7]).contains("file:///srv/project"),
+        "{:#}",
+        results[7]
+    );
 }

@@ -320,8 +320,14 @@ fn transport_rules_are_enforced() {
     // No auth section on loopback: anonymous.
     let session = serve.initialize("/mcp/echo", &[]);
     let headers = [("Mcp-Session-Id", session.as_str())];
+    // The GET stream is SSE only, and only for a session of this principal and endpoint.
     let get = request(serve.port, "GET", "/mcp/echo", &headers, b"");
-    assert_eq!(get.status, 405);
+    assert_eq!(get.status, 406);
+    let sse = ("Accept", "text/event-stream");
+    let get = request(serve.port, "GET", "/mcp/echo", &[sse], b"");
+    assert_eq!(get.status, 400);
+    let get = request(serve.port, "GET", "/mcp", &[sse, headers[0]], b"");
+    assert_eq!(get.status, 404);
     let old = serve.post(
         "/mcp/echo",
         &[headers[0], ("MCP-Protocol-Version", "2024-01-01")],

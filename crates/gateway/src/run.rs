@@ -99,6 +99,7 @@ pub async fn run(options: RunOptions) -> Result<i32, GatewayError> {
         policy_text,
         store: Arc::clone(&store),
         principal: options.principal.clone(),
+        agent: None,
         upstream: child.stdin(),
         client: LineWriter::new(tokio::io::stdout()),
         approvals,

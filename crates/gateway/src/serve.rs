@@ -2,22 +2,27 @@
 //! clients) for every server in the policy.
 //!
 //! - `POST /mcp/NAME` reaches server NAME with its own tool names; `POST /mcp` reaches all of
-//!   them with tools and prompts namespaced `NAME__name`. Responses are `application/json`.
+//!   them with tools and prompts namespaced `NAME__name`.
 //! - `initialize` without `Mcp-Session-Id` starts a client session (one server process per
 //!   server reached); its id is 32 random bytes, bound to the principal and the endpoint. A
 //!   session id used by another principal or on another endpoint is answered `404`, exactly as
 //!   an unknown id, so it tells a guesser nothing. `DELETE` ends a session.
-//! - `GET` on an MCP endpoint is `405`: this front has no stream for server-initiated messages
-//!   (the spec allows it). A server's own requests (roots, elicitation, sampling) are answered
-//!   "method not found" by the gateway rather than left waiting.
+//! - `GET` on an MCP endpoint is the session's SSE stream of server-initiated messages
+//!   (resumable with `Last-Event-ID`); a POST's answer becomes SSE when progress or a server
+//!   request for it comes first (see `outbox`). A server request no stream can take is answered
+//!   "method not found" rather than left waiting.
+//! - Servers with a `url:` are reached over Streamable HTTP (`http_upstream`) behind the same
+//!   session pipeline as stdio servers.
 //! - Every request passes the Host/Origin guard (DNS rebinding; loopback only unless configured)
-//!   and authentication (`auth.api_keys`; without `auth` only a loopback listener is allowed,
+//!   and authentication (`auth.api_keys`, `auth.jwt`; without `auth` only a loopback listener is allowed,
 //!   principal `anonymous`). No credential: `401` with `WWW-Authenticate` pointing at the
 //!   protected-resource metadata (RFC 9728) the MCP authorization spec asks for.
 //! - Each client message is strictly framed here and again by the server's session, which
 //!   evaluates it and makes the decision durable before anything is forwarded.
 
 mod http;
+mod http_upstream;
+mod outbox;
 mod route;
 mod upstream;
 
@@ -98,7 +103,15 @@ impl App {
 pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
     let (policy, policy_text) = load_policy(&options.policy)?;
     self_test(&policy).map_err(GatewayError::SelfTest)?;
-    let auth = Authenticator::from_policy(policy.raw().auth.as_ref());
+    let policy_dir = options
+        .policy
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let auth = Authenticator::from_policy(policy.raw().auth.as_ref(), &policy_dir).await?;
+    if let Some(jwt) = auth.jwt() {
+        tokio::spawn(jwt.clone().refresh_forever(policy_dir.clone()));
+    }
     if auth.is_anonymous() && !options.listen.ip().is_loopback() {
         return Err(GatewayError::Insecure(format!(
             "the policy has no `auth` section, so `serve` accepts requests without credentials and listens only on a loopback address, not `{}`\nhelp: add `auth: {{ api_keys: [...] }}` to the policy, or listen on 127.0.0.1",
@@ -152,6 +165,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         options.policy.display(),
         if app.auth.is_anonymous() {
             "no auth (loopback only)"
+        } else if app.auth.has_jwt() {
+            "API keys or JWTs required"
         } else {
             "API keys required"
         },

@@ -105,6 +105,7 @@ pub(crate) struct Session<W> {
     store: Arc<SqliteStore>,
     session_id: String,
     principal: Option<String>,
+    agent: Option<String>,
     labels: BTreeSet<String>,
     pending: HashMap<Id, Pending>,
     server_requests: HashSet<Id>,
@@ -131,6 +132,8 @@ pub(crate) struct SessionParts<W> {
     pub(crate) store: Arc<SqliteStore>,
     /// The authenticated principal (HTTP front), for rules and the audit record.
     pub(crate) principal: Option<String>,
+    /// The agent named by the client's credential (a JWT's agent claim), for rules.
+    pub(crate) agent: Option<String>,
     pub(crate) upstream: StdinWriter,
     pub(crate) client: LineWriter<W>,
     /// Approvals and leases (approvals).
@@ -146,6 +149,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             store: parts.store,
             session_id: random_id("s-"),
             principal: parts.principal,
+            agent: parts.agent,
             labels: BTreeSet::new(),
             pending: HashMap::new(),
             server_requests: HashSet::new(),

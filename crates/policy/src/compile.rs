@@ -571,8 +571,40 @@ pub fn load_policy(
 /// The longest principal name an API key may carry.
 const MAX_PRINCIPAL_LEN: usize = 128;
 
-/// API keys: a principal name rules can match, and a well-formed, unique sha256.
+/// API keys: a principal name rules can match, and a well-formed, unique sha256. JWT: an
+/// issuer, an audience and exactly one key source.
 fn check_auth(auth: &crate::model::AuthSpec, file: &str, errors: &mut Vec<PolicyError>) {
+    if let Some(jwt) = &auth.jwt {
+        if jwt.issuer.trim().is_empty() || jwt.audience.trim().is_empty() {
+            errors.push(
+                PolicyError::new(file, "`issuer` and `audience` must not be empty")
+                    .field("auth.jwt")
+                    .help("the audience is this gateway's identifier, usually its public URL"),
+            );
+        }
+        match (&jwt.jwks_file, &jwt.jwks_url) {
+            (Some(_), None) => {}
+            (None, Some(url)) => {
+                let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                    .iter()
+                    .any(|prefix| {
+                        url.strip_prefix(prefix)
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+                    });
+                if !url.starts_with("https://") && !loopback {
+                    errors.push(
+                        PolicyError::new(file, format!("`jwks_url` `{url}` is not https"))
+                            .field("auth.jwt.jwks_url")
+                            .help("keys fetched in the clear could be replaced; use https (http only on loopback)"),
+                    );
+                }
+            }
+            _ => errors.push(
+                PolicyError::new(file, "give exactly one of `jwks_file` and `jwks_url`")
+                    .field("auth.jwt"),
+            ),
+        }
+    }
     let mut seen = std::collections::BTreeSet::new();
     for (index, key) in auth.api_keys.iter().enumerate() {
         let field = format!("auth.api_keys[{index}]");

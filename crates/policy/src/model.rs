@@ -83,6 +83,32 @@ pub struct AuthSpec {
     /// API keys, sent as `Authorization: Bearer KEY`; only their sha256 is stored here.
     #[serde(default)]
     pub api_keys: Vec<ApiKeySpec>,
+    /// JWT bearer tokens signed by an identity provider, checked against its JWKS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtSpec>,
+}
+
+/// JWT bearer tokens: signature by a key of the JWKS (asymmetric algorithms only), `exp` and
+/// `nbf`, the issuer, and this gateway as the audience.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSpec {
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// The `aud` every token must include: this gateway's identifier (usually its public URL).
+    pub audience: String,
+    /// A JWKS file (JSON), read when `serve` starts. One of `jwks_file` and `jwks_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<String>,
+    /// A JWKS URL (https, or http on loopback), fetched when `serve` starts and hourly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// The claim naming the principal (default `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_claim: Option<String>,
+    /// The claim naming the agent, if any (rules match it as `agent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_claim: Option<String>,
 }
 
 /// One API key: the principal it authenticates, and the key's sha256.

@@ -1,5 +1,5 @@
-//! Transports for Portcullis: stdio child processes, and the Host/Origin guard of the
-//! Streamable HTTP front.
+//! Transports for Portcullis: stdio child processes, the Streamable HTTP client for servers
+//! reached by URL, and the Host/Origin guard of the Streamable HTTP front.
 //!
 //! This crate moves lines of bytes; it makes no policy decisions and knows no message types. The
 //! session pipeline parses what [`BoundedLineReader`] yields and writes what it decided to forward
@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod framing;
+pub mod http_client;
 mod http_guard;
 #[cfg(unix)]
 mod signal;

@@ -11,16 +11,23 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use portcullis_mcp::{
-    DEFAULT_MAX_MESSAGE_BYTES, INVALID_REQUEST, Limits, Message, error_response, parse_message,
+    DEFAULT_MAX_MESSAGE_BYTES, INVALID_REQUEST, Limits, Message, Parsed, error_response,
+    parse_message,
 };
 use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
 
+use super::outbox::{self, FrameStream, STREAM_QUEUE};
 use super::route::{ClientSession, Reply, Route};
 use super::{App, MAX_SESSIONS};
-use crate::auth::AuthFailure;
+use crate::auth::{AuthFailure, Identity};
 
 /// The session header (case-insensitive on the wire).
 const SESSION_HEADER: &str = "mcp-session-id";
+/// The SSE resumption header.
+const LAST_EVENT_ID_HEADER: &str = "last-event-id";
+/// How often an idle GET stream gets a comment, so proxies keep it open.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(25);
 /// The protocol version header.
 const VERSION_HEADER: &str = "mcp-protocol-version";
 /// Protocol versions this front speaks. A request without the header is read as 2025-03-26, as
@@ -118,12 +125,12 @@ async fn handle(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
-    let principal = match app.auth.authenticate(
+    let identity = match app.auth.authenticate(
         headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
     ) {
-        Ok(principal) => principal,
+        Ok(identity) => identity,
         Err(failure) => return unauthorized(app, headers, &route, failure),
     };
     if let Some(version) = headers.get(VERSION_HEADER) {
@@ -150,37 +157,165 @@ async fn handle(
         },
     };
     match *method {
-        Method::POST => post(app, route, &principal, session_id, headers, body).await,
-        Method::DELETE => delete(app, &route, &principal, session_id),
-        Method::GET => {
-            let mut response = transport_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Method Not Allowed: this gateway has no stream for server-initiated messages",
-            );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
-            response
-        }
+        Method::POST => post(app, route, &identity, session_id, headers, body).await,
+        Method::DELETE => delete(app, &route, &identity.principal, session_id),
+        Method::GET => get_stream(app, &route, &identity.principal, session_id, headers),
         _ => {
             let mut response =
                 transport_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
             response
                 .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
             response
         }
     }
 }
 
+/// Whether the `Accept` header names `media` (or is absent for JSON, as clients often omit it).
+fn accepts(headers: &HeaderMap, media: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let item = item.split(';').next().unwrap_or_default().trim();
+            item.eq_ignore_ascii_case(media) || item == "*/*"
+        })
+}
+
+/// `GET`: the stream of server-initiated messages of a session (SSE), resumed after
+/// `Last-Event-ID` when given.
+fn get_stream(
+    app: &App,
+    route: &Route,
+    principal: &str,
+    session_id: Option<String>,
+    headers: &HeaderMap,
+) -> Response {
+    if !accepts(headers, "text/event-stream") {
+        return transport_error(
+            StatusCode::NOT_ACCEPTABLE,
+            "Not Acceptable: the GET stream is text/event-stream",
+        );
+    }
+    let Some(id) = session_id else {
+        return transport_error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        );
+    };
+    let Some(session) = find_session(app, &id, route, principal) else {
+        return session_not_found();
+    };
+    let last_event_id = headers
+        .get(LAST_EVENT_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    session.outbox.open_get(tx.clone(), last_event_id);
+    // Comments keep proxies from timing the stream out; it ends with the session.
+    let outbox = Arc::downgrade(&session.outbox);
+    drop(session);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(KEEPALIVE).await;
+            if outbox.upgrade().is_none()
+                || tx
+                    .send(Bytes::from_static(b": keepalive\n\n"))
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    tracing::info!(principal, resume = ?last_event_id, "opened a GET stream");
+    sse_response(rx)
+}
+
+fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response {
+    let mut response = Response::new(Body::from_stream(FrameStream { rx }));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// A request whose client accepts SSE: answered as JSON unless a server-initiated message for
+/// it (progress, an elicitation, a server request while no GET stream is open) comes first;
+/// then as an SSE stream of those messages and, last, the response.
+async fn streamed(
+    session: Arc<ClientSession>,
+    parsed: Parsed,
+    progress: Option<Value>,
+) -> Response {
+    let (tx, mut rx) = mpsc::channel(STREAM_QUEUE);
+    let guard = session.outbox.open_post(progress, tx);
+    let (answer_tx, mut answer_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let reply = session.handle(&parsed).await;
+        let _ = answer_tx.send(reply);
+    });
+    let first = tokio::select! {
+        Some(frame) = rx.recv() => frame,
+        reply = &mut answer_rx => {
+            let Ok(Reply::Json(value)) = reply else {
+                return StatusCode::ACCEPTED.into_response();
+            };
+            let Ok(frame) = rx.try_recv() else {
+                return json_response(StatusCode::OK, &value, None);
+            };
+            drop(guard);
+            let (out_tx, out_rx) = mpsc::channel(STREAM_QUEUE.saturating_add(2));
+            let _ = out_tx.try_send(frame);
+            while let Ok(frame) = rx.try_recv() {
+                let _ = out_tx.try_send(frame);
+            }
+            let _ = out_tx.try_send(outbox::frame(None, &value));
+            return sse_response(out_rx);
+        }
+    };
+    let (out_tx, out_rx) = mpsc::channel(STREAM_QUEUE);
+    tokio::spawn(async move {
+        let _guard = guard;
+        let _ = out_tx.send(first).await;
+        loop {
+            tokio::select! {
+                Some(frame) = rx.recv() => {
+                    if out_tx.send(frame).await.is_err() {
+                        // The client went away; the call still completes, its answer unseen.
+                        break;
+                    }
+                }
+                reply = &mut answer_rx => {
+                    while let Ok(frame) = rx.try_recv() {
+                        let _ = out_tx.send(frame).await;
+                    }
+                    if let Ok(Reply::Json(value)) = reply {
+                        let _ = out_tx.send(outbox::frame(None, &value)).await;
+                    }
+                    break;
+                }
+            }
+        }
+    });
+    sse_response(out_rx)
+}
+
 async fn post(
     app: &App,
     route: Route,
-    principal: &str,
+    identity: &Identity,
     session_id: Option<String>,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
+    let principal = identity.principal.as_str();
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -209,7 +344,7 @@ async fn post(
             Some(session) => (session, None),
             None => return session_not_found(),
         },
-        None if is_initialize => match start_session(app, route, principal) {
+        None if is_initialize => match start_session(app, route, identity) {
             Ok((id, session)) => (session, Some(id)),
             Err(response) => return *response,
         },
@@ -224,6 +359,17 @@ async fn post(
             return json_response(StatusCode::BAD_REQUEST, &body, None);
         }
     };
+    if new_id.is_none()
+        && accepts(headers, "text/event-stream")
+        && let Message::Request { params, .. } = parsed.message()
+    {
+        let progress = params
+            .as_ref()
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get("progressToken"))
+            .cloned();
+        return streamed(session, parsed, progress).await;
+    }
     match session.handle(&parsed).await {
         Reply::Json(value) => json_response(StatusCode::OK, &value, new_id.as_deref()),
         Reply::Accepted => StatusCode::ACCEPTED.into_response(),
@@ -278,7 +424,7 @@ fn find_session(app: &App, id: &str, route: &Route, principal: &str) -> Option<A
 fn start_session(
     app: &App,
     route: Route,
-    principal: &str,
+    identity: &Identity,
 ) -> Result<(String, Arc<ClientSession>), Box<Response>> {
     if app.sessions().len() >= MAX_SESSIONS {
         return Err(Box::new(transport_error(
@@ -292,7 +438,8 @@ fn start_session(
             "Internal Server Error: no random source",
         ))
     })?;
-    let session = ClientSession::start(&app.ctx, principal, route).map_err(|error| {
+    let principal = identity.principal.as_str();
+    let session = ClientSession::start(&app.ctx, identity, route).map_err(|error| {
         tracing::error!(%error, "cannot start the servers of a new session");
         Box::new(transport_error(
             StatusCode::BAD_GATEWAY,
@@ -358,18 +505,23 @@ fn unauthorized(app: &App, headers: &HeaderMap, route: &Route, failure: AuthFail
 }
 
 /// RFC 9728 protected-resource metadata, as the MCP authorization spec asks a resource server to
-/// publish. API keys are issued by the operator, so no authorization server is named.
+/// publish. API keys are issued by the operator; with `auth.jwt` the issuer is named as the
+/// authorization server.
 async fn resource_metadata(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     rest: Option<Path<String>>,
 ) -> Response {
     let path = rest.map_or_else(|| "/mcp".to_owned(), |Path(rest)| format!("/{rest}"));
-    let body = json!({
+    let mut body = json!({
         "resource": format!("{}{path}", base_url(&app, &headers)),
         "bearer_methods_supported": ["header"],
         "resource_name": "Portcullis MCP gateway",
     });
+    // With JWTs, the token issuer is the authorization server clients are sent to.
+    if let (Some(issuer), Some(object)) = (app.auth.issuer(), body.as_object_mut()) {
+        object.insert("authorization_servers".into(), json!([issuer]));
+    }
     json_response(StatusCode::OK, &body, None)
 }
 

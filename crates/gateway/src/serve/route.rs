@@ -17,7 +17,9 @@ use portcullis_store::{AuditKind, SqliteStore};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use super::outbox::Outbox;
 use super::upstream::{Upstream, UpstreamContext};
+use crate::auth::Identity;
 use crate::denial::{Denial, DenialCode};
 use crate::error::GatewayError;
 use crate::record;
@@ -53,6 +55,8 @@ pub(crate) struct ClientSession {
     pub(crate) principal: String,
     pub(crate) route: Route,
     upstreams: BTreeMap<String, Upstream>,
+    /// Server-initiated messages on their way to the client's streams.
+    pub(crate) outbox: Arc<Outbox>,
     store: Arc<SqliteStore>,
     audit_session: String,
     last_used: Mutex<Instant>,
@@ -62,22 +66,25 @@ impl ClientSession {
     /// Starts the servers of `route` for `principal`.
     pub(crate) fn start(
         ctx: &UpstreamContext,
-        principal: &str,
+        identity: &Identity,
         route: Route,
     ) -> Result<Self, GatewayError> {
+        let principal = identity.principal.as_str();
         let names: Vec<String> = match &route {
             Route::One(name) => vec![name.clone()],
             Route::All => ctx.policy.servers().keys().cloned().collect(),
         };
+        let outbox = Arc::new(Outbox::default());
         let mut upstreams = BTreeMap::new();
         for name in names {
-            let upstream = Upstream::start(ctx, &name, principal)?;
+            let upstream = Upstream::start(ctx, &name, identity, Arc::clone(&outbox))?;
             upstreams.insert(name, upstream);
         }
         Ok(Self {
             principal: principal.to_owned(),
             route,
             upstreams,
+            outbox,
             store: Arc::clone(&ctx.store),
             audit_session: random_id("h-"),
             last_used: Mutex::new(Instant::now()),
@@ -139,10 +146,30 @@ impl ClientSession {
                 self.aggregate(id, method, params.as_ref(), parsed, &bytes)
                     .await,
             ),
-            (Route::All, Message::Response { .. } | Message::ErrorResponse { .. }) => {
-                // Server-to-client requests are answered by the gateway on this front, so no
-                // client response is expected; one that arrives is dropped, never guessed at.
-                tracing::info!("dropped a client response on the aggregate endpoint");
+            (_, Message::Response { id, .. } | Message::ErrorResponse { id: Some(id), .. }) => {
+                // The answer to a server request the gateway passed on under its own id: back
+                // to the server that asked, with that server's id. Anything else is dropped,
+                // never guessed at.
+                let Some((server, theirs)) = self.outbox.answered(id) else {
+                    tracing::info!(%id, "dropped a client response to no request of ours");
+                    return Reply::Accepted;
+                };
+                let mut value = parsed.value().clone();
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("id".into(), theirs.to_value());
+                }
+                match (self.upstreams.get(&server), serde_json::to_vec(&value)) {
+                    (Some(upstream), Ok(bytes)) => {
+                        upstream.send(&bytes).await;
+                    }
+                    _ => {
+                        tracing::warn!(server = %server, "dropped a client response for a server that is gone")
+                    }
+                }
+                Reply::Accepted
+            }
+            (_, Message::ErrorResponse { id: None, .. }) => {
+                tracing::info!("dropped a client error response without an id");
                 Reply::Accepted
             }
             (_, _) => {

@@ -20,6 +20,8 @@ use portcullis_transport::{BoundedLineReader, DEFAULT_MAX_LINE_BYTES, Line, Line
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::outbox::Outbox;
+use crate::auth::Identity;
 use crate::config::child_spec;
 use crate::error::GatewayError;
 use crate::session::{Session, SessionParts};
@@ -57,60 +59,73 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    /// Starts `server` (a stdio process from the policy's command, never from anything a client
-    /// sent) and its session, for `principal`.
+    /// Starts `server` for `principal`: a stdio process from the policy's command, or a
+    /// connection to the policy's URL — never anything a client sent — and its session.
     pub(crate) fn start(
         ctx: &UpstreamContext,
         server: &str,
-        principal: &str,
+        identity: &Identity,
+        outbox: Arc<Outbox>,
     ) -> Result<Self, GatewayError> {
+        let principal = identity.principal.as_str();
         let info = ctx.policy.servers().get(server).ok_or_else(|| {
             GatewayError::ServerSelection(format!("the policy configures no server `{server}`"))
         })?;
-        let spec = child_spec(info, None)?;
-        let mut child = StdioChild::spawn(spec, DEFAULT_MAX_LINE_BYTES)?;
-        let server_out = child.take_stdout().ok_or_else(|| GatewayError::Io {
-            what: "the server's output is missing; this is a bug, please report",
-            source: std::io::Error::other("stdout already taken"),
-        })?;
-        tracing::info!(
-            server,
-            principal,
-            pid = child.pid(),
-            "started a server for an HTTP session"
-        );
-
         let (ours_in, theirs_in) = tokio::io::duplex(PIPE_BYTES);
         let (theirs_out, ours_out) = tokio::io::duplex(PIPE_BYTES);
         let input = StdinWriter::from_writer(ours_in);
         let waiters: Waiters = Arc::default();
-
-        let mut session = Session::new(SessionParts {
+        let parts = |upstream: StdinWriter| SessionParts {
             server: server.to_owned(),
             policy: CompiledPolicy::clone(&ctx.policy),
             policy_path: ctx.policy_path.clone(),
             policy_text: ctx.policy_text.clone(),
             store: Arc::clone(&ctx.store),
             principal: Some(principal.to_owned()),
-            upstream: child.stdin(),
+            agent: identity.agent.clone(),
+            upstream,
             client: LineWriter::new(theirs_out),
             approvals: Arc::clone(&ctx.approvals),
-        });
+        };
         let name = server.to_owned();
-        let task = tokio::spawn(async move {
-            let mut client_in = BoundedLineReader::new(theirs_in, DEFAULT_MAX_LINE_BYTES);
-            let mut server_out = server_out;
-            let end = session.run(&mut client_in, &mut server_out, None).await;
-            drop(session);
-            tracing::info!(server = %name, ?end, "an HTTP session's server session ended");
-            if let Err(error) = child.shutdown(ShutdownGrace::default()).await {
-                tracing::warn!(%error, server = %name, "the server did not stop cleanly");
-            }
-        });
+        let client_in = BoundedLineReader::new(theirs_in, DEFAULT_MAX_LINE_BYTES);
+        let task = if info.spec.url.is_some() && info.spec.command.is_none() {
+            let http = super::http_upstream::connect(info)?;
+            let session = Session::new(parts(http.upstream));
+            tokio::spawn(run_session(
+                session,
+                client_in,
+                http.server_out,
+                ServerHandle::Http(http.bridge),
+                name,
+            ))
+        } else {
+            let spec = child_spec(info, None)?;
+            let mut child = StdioChild::spawn(spec, DEFAULT_MAX_LINE_BYTES)?;
+            let server_out = child.take_stdout().ok_or_else(|| GatewayError::Io {
+                what: "the server's output is missing; this is a bug, please report",
+                source: std::io::Error::other("stdout already taken"),
+            })?;
+            tracing::info!(
+                server,
+                principal,
+                pid = child.pid(),
+                "started a server for an HTTP session"
+            );
+            let session = Session::new(parts(child.stdin()));
+            tokio::spawn(run_session(
+                session,
+                client_in,
+                server_out,
+                ServerHandle::Stdio(Box::new(child)),
+                name,
+            ))
+        };
         tokio::spawn(route_answers(
             BoundedLineReader::new(ours_out, DEFAULT_MAX_LINE_BYTES),
             Arc::clone(&waiters),
             input.clone(),
+            (server.to_owned(), outbox),
         ));
         Ok(Self {
             server: server.to_owned(),
@@ -202,13 +217,41 @@ impl Upstream {
     }
 }
 
-/// Reads what the session sends to the client: answers go to their waiting request. This front
-/// has no stream for server-initiated messages (GET is 405), so a server's request is answered
-/// "method not found" at once rather than left hanging, and notifications are dropped.
+/// What a session's server is: a child process, or the bridge to an HTTP server.
+enum ServerHandle {
+    Stdio(Box<StdioChild>),
+    Http(super::http_upstream::Bridge),
+}
+
+/// Runs one server session to its end, then stops its server.
+async fn run_session<S: tokio::io::AsyncRead + Unpin>(
+    mut session: Session<tokio::io::DuplexStream>,
+    mut client_in: BoundedLineReader<tokio::io::DuplexStream>,
+    mut server_out: BoundedLineReader<S>,
+    server: ServerHandle,
+    name: String,
+) {
+    let end = session.run(&mut client_in, &mut server_out, None).await;
+    drop(session);
+    tracing::info!(server = %name, ?end, "an HTTP session's server session ended");
+    match server {
+        ServerHandle::Stdio(child) => {
+            if let Err(error) = child.shutdown(ShutdownGrace::default()).await {
+                tracing::warn!(%error, server = %name, "the server did not stop cleanly");
+            }
+        }
+        ServerHandle::Http(bridge) => bridge.stop().await,
+    }
+}
+
+/// Reads what the session sends to the client: answers go to their waiting request; the
+/// server's own requests and notifications go to the client's streams through the [`Outbox`]. A
+/// request no stream can take is answered "method not found" at once rather than left hanging.
 async fn route_answers<R: tokio::io::AsyncRead + Unpin>(
     mut lines: BoundedLineReader<R>,
     waiters: Waiters,
     input: StdinWriter,
+    (server, outbox): (String, Arc<Outbox>),
 ) {
     let limits = Limits::default();
     loop {
@@ -248,11 +291,14 @@ async fn route_answers<R: tokio::io::AsyncRead + Unpin>(
                 tracing::warn!("dropped an error with a null id for the HTTP client");
             }
             Message::Request { id, method, .. } => {
-                tracing::info!(%id, method = %crate::session::shorten(&method), "refused a server request: this front has no stream for server-initiated messages");
+                if outbox.request(&server, &id, &value) {
+                    continue;
+                }
+                tracing::info!(%id, method = %crate::session::shorten(&method), "refused a server request: the client has no open stream to receive it");
                 let answer = error_response(
                     Some(&id),
                     METHOD_NOT_FOUND,
-                    "the client is connected over HTTP without a server-to-client stream",
+                    "the client is connected over HTTP without an open stream for server requests",
                     None,
                 );
                 if let Ok(bytes) = serde_json::to_vec(&answer)
@@ -262,10 +308,13 @@ async fn route_answers<R: tokio::io::AsyncRead + Unpin>(
                 }
             }
             Message::Notification { method, .. } => {
-                tracing::debug!(method = %crate::session::shorten(&method), "dropped a server notification (no GET stream)");
+                if !outbox.notify(&value) {
+                    tracing::debug!(method = %crate::session::shorten(&method), "dropped a server notification (no open stream)");
+                }
             }
         }
     }
+    outbox.forget_server(&server);
     // The session ended: nobody will answer the calls still waiting.
     let pending: Vec<_> = waiters
         .lock()

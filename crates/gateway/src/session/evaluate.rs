@@ -194,7 +194,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             arguments,
             // The HTTP front's authenticated principal, or `run --principal`.
             principal: self.principal.clone(),
-            agent: None,
+            agent: self.agent.clone(),
             session: Some(self.session_id.clone()),
             labels: self.labels.clone(),
             time: Some(jiff::Timestamp::now()),

@@ -152,9 +152,11 @@ pub fn path_readings(raw: &str, ctx: &PathContext<'_>) -> Result<Vec<PathReading
         let to_resolve: Vec<String> = readings
             .iter()
             .map(|reading| reading.path.clone())
-            .chain(unnormalized.into_iter().filter(|absolute| {
-                !readings.iter().any(|reading| reading.path == *absolute)
-            }))
+            .chain(
+                unnormalized
+                    .into_iter()
+                    .filter(|absolute| !readings.iter().any(|reading| reading.path == *absolute)),
+            )
             .collect();
         for path in &to_resolve {
             match resolver.resolve(path) {

@@ -112,10 +112,18 @@ pub(crate) fn check(data: &[u8]) {
                 seen == "/ws" || seen.starts_with("/ws/"),
                 "allowed {raw:?}, which reads as {seen:?}"
             );
+            // Mirrors the policy's globs: `**/.env` (the file itself) and `**/.ssh/**`.
+            let components: Vec<&str> = seen
+                .split('/')
+                .map(|c| c.trim_end_matches(['.', ' ']))
+                .collect();
+            let env = components.last().is_some_and(|c| *c == ".env");
+            let ssh = components
+                .iter()
+                .take(components.len().saturating_sub(1))
+                .any(|c| *c == ".ssh");
             assert!(
-                !seen
-                    .split('/')
-                    .any(|c| matches!(c.trim_end_matches(['.', ' ']), ".env" | ".ssh")),
+                !env && !ssh,
                 "allowed {raw:?}, which reads as the secret {seen:?}"
             );
         }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use self::args::{ArgLookup, declared_type_problem};
 use self::readings::Readings;
-use crate::call::{Call, METHOD_TOOLS_CALL};
+use crate::call::{Call, METHOD_RESOURCES_READ, METHOD_TOOLS_CALL};
 use crate::compile::matcher::Matcher;
 use crate::compile::tools::ToolFacts;
 use crate::compile::{CompiledPolicy, Rule};
@@ -208,11 +208,20 @@ fn evaluate_inner(
         facts,
         notes: None,
     };
-    let candidates = policy
-        .index
-        .get(&call.server)
-        .map(|si| si.candidates(&call.tool))
-        .unwrap_or_default();
+    // An ambiguous resource URI may name another resource than its spelling (`file:///ok/../x`):
+    // every `tool` glob on it is unknown, so every rule is a candidate, not only those the index
+    // finds for the spelling.
+    let every_rule: Vec<usize>;
+    let candidates = if is_ambiguous_resource(call) {
+        every_rule = (0..policy.rules.len()).collect();
+        every_rule.as_slice()
+    } else {
+        policy
+            .index
+            .get(&call.server)
+            .map(|si| si.candidates(&call.tool))
+            .unwrap_or_default()
+    };
 
     let mut best: Option<Decision> = None;
     let mut contributors: Vec<Contribution<'_>> = Vec::new();
@@ -441,6 +450,64 @@ fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     }
 }
 
+/// Whether the call is a `resources/read` whose URI a server may resolve to another resource than
+/// the one spelled: a `.` or `..` segment (also percent-encoded, up to three rounds, with `\` as a
+/// separator, or in a Unicode compatibility form such as `．．`), an encoded separator, or a
+/// control character. Its `tool` globs are then unknown: an allow on `file:///ok/**` does not hold
+/// for `file:///ok/../etc/passwd`, and a deny on `file:///etc/**` fires for it.
+pub(crate) fn is_ambiguous_resource(call: &Call) -> bool {
+    use unicode_normalization::UnicodeNormalization;
+    if call.method != METHOD_RESOURCES_READ {
+        return false;
+    }
+    let mut text = call.tool.clone();
+    for _ in 0..4 {
+        if text.chars().any(char::is_control) {
+            return true;
+        }
+        let folded: String = text.replace('\\', "/").nfkc().collect();
+        let has_dot_segment = folded
+            .split(['/', '?', '#'])
+            .any(|segment| segment == "." || segment == "..");
+        if has_dot_segment {
+            return true;
+        }
+        let lower = folded.to_ascii_lowercase();
+        if lower.contains("%2f") || lower.contains("%5c") {
+            return true;
+        }
+        match percent_decode(&text) {
+            Some(decoded) if decoded != text => text = decoded,
+            Some(_) => return false,
+            // Encoding that decodes to invalid UTF-8 hides what the server reads.
+            None => return true,
+        }
+    }
+    // Still encoded after three rounds: too deep to read with certainty.
+    true
+}
+
+/// One round of percent-decoding; `None` when the result is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |at: usize| bytes.get(at).and_then(|h| char::from(*h).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(0));
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Evaluate a matcher (Kleene AND of its fields, cheapest first, stopping at `False`).
 /// `top` is true for a rule's own `when`, where `method` defaults to `tools/call`; an `unless`
 /// (like `any`/`not`) has no method default, so it never fails to hold merely because the call
@@ -469,7 +536,11 @@ pub(crate) fn eval_matcher(m: &Matcher, scope: &Scope<'_>, top: bool) -> Tri {
         and!("server", Tri::from_bool(s.matches(&call.server)));
     }
     if let Some(t) = &m.tool {
-        and!("tool", Tri::from_bool(t.matches(&call.tool)));
+        if is_ambiguous_resource(call) {
+            and!("tool (an ambiguous resource URI)", Tri::Unknown);
+        } else {
+            and!("tool", Tri::from_bool(t.matches(&call.tool)));
+        }
     }
     if let Some(effects) = &m.effect {
         and!(

@@ -6,7 +6,9 @@
 //! answering), `garbage` (sends a malformed line, then answers), `ghost` (sends a response with an
 //! id nobody asked for, then answers), `malformed_reply` (answers with an invalid message carrying
 //! the request's id), `rpc_error` (answers with a JSON-RPC error), `sample` (sends a `sampling/createMessage` request, then answers), `roots`
-//! (sends a `roots/list` request, then answers).
+//! (sends a `roots/list` request, then answers), `server_request {method, params}` (sends a
+//! request with that method, params and id (default `srv-req`), then answers: the adversarial suite's
+//! server-to-client abuse).
 
 use std::io::{BufRead, Write};
 
@@ -180,6 +182,13 @@ fn call(id: &Value, params: &Value) -> Reply {
             json!({"jsonrpc": "2.0", "id": "srv-roots", "method": "roots/list"}).to_string(),
             text(id, "roots requested", false),
         ],
+        "server_request" => {
+            let mut request = json!({"jsonrpc": "2.0", "id": args.get("id").cloned().unwrap_or_else(|| json!("srv-req")), "method": args.get("method").cloned().unwrap_or(Value::Null)});
+            if let (Some(object), Some(params)) = (request.as_object_mut(), args.get("params")) {
+                object.insert("params".to_owned(), params.clone());
+            }
+            vec![request.to_string(), text(id, "server request sent", false)]
+        }
         other => vec![text(id, &format!("unknown tool {other}"), true)],
     };
     Reply::Lines(lines)

@@ -160,6 +160,39 @@ fn method_defaults_to_tools_call() {
 }
 
 #[test]
+fn ambiguous_resource_uris_never_match_a_glob_with_certainty() {
+    // Found by the adversarial suite: `file:///ok/**` allowed `file:///ok/../etc/passwd`.
+    let rules = r#"
+  - { id: ok, when: { server: fs, method: resources/read, tool: "file:///ok/**" }, decision: allow }
+  - { id: etc, when: { server: fs, method: resources/read, tool: "file:///etc/passwd" }, decision: deny }
+"#;
+    let p = policy(rules);
+    let res = |uri: &str| json!({"server": "fs", "tool": uri, "method": "resources/read"});
+    assert_eq!(decide(&p, res("file:///ok/a")), d(Allow, &["ok"]));
+    assert_eq!(decide(&p, res("file:///ok/a..b/c.")), d(Allow, &["ok"]));
+    for uri in [
+        "file:///ok/../etc/passwd",
+        "file:///ok/./../etc/passwd",
+        "file:///ok/%2e%2e/etc/passwd",
+        "file:///ok/%252E%252E/etc/passwd",
+        "file:///ok/..%2fetc/passwd",
+        "file:///ok\\..\\etc/passwd",
+        "file:///ok/\u{ff0e}\u{ff0e}/etc/passwd",
+        "file:///ok/a\u{0}",
+        "file:///ok/%c0%ae%c0%ae/etc/passwd",
+    ] {
+        // The exact-name deny is found even though the index knows it only by its spelling.
+        assert_eq!(decide(&p, res(uri)), d(Deny, &["etc"]), "{uri}");
+    }
+    // Tool calls are names, not URIs: untouched.
+    assert!(!is_ambiguous_resource(&Call::tool_call(
+        "fs",
+        "..",
+        serde_json::Map::new()
+    )));
+}
+
+#[test]
 fn effect_comes_from_the_tools_table_and_undeclared_is_unknown() {
     let rules = r#"
   - { id: reads, when: { effect: read }, decision: allow }

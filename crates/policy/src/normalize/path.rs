@@ -78,8 +78,9 @@ pub enum Resolution {
 /// Resolves symlinks. The policy crate does no I/O: the gateway supplies an implementation that
 /// reads the real filesystem, tests supply an in-memory one.
 pub trait PathResolver {
-    /// Resolve every symlink in `absolute` (already lexically normalized). A path that does not
-    /// exist resolves its longest existing prefix and appends the rest (a new file under a linked
+    /// Resolve every symlink in `absolute`, as the kernel would: `.` and `..` may still be in it,
+    /// and a `..` after a symlink climbs from the link's target, not from the link. A path that
+    /// does not exist resolves its longest existing prefix and appends the rest (a new file under a linked
     /// directory); a dangling link resolves to its target; loops are `Uncertain`.
     fn resolve(&self, absolute: &str) -> Resolution;
 }
@@ -126,6 +127,11 @@ pub fn path_readings(raw: &str, ctx: &PathContext<'_>) -> Result<Vec<PathReading
             readings.push(reading);
         }
     };
+    // The absolute spellings with `.` and `..` still in place: the kernel resolves `..` *after*
+    // following the symlink before it (`/ws/link/../x` with `link -> /out/dir` opens `/out/x`),
+    // so symlinks are resolved both on these and on the lexical readings (a server that
+    // normalizes the string first opens the latter).
+    let mut unnormalized: Vec<String> = Vec::new();
     for spelling in &spellings {
         for (absolute, expanded) in absolutes(&spelling.text, raw, ctx)? {
             let path = lexical(&absolute);
@@ -136,18 +142,29 @@ pub fn path_readings(raw: &str, ctx: &PathContext<'_>) -> Result<Vec<PathReading
                 spelling.kind
             };
             push(PathReading { path, kind }, &mut readings);
+            if !unnormalized.contains(&absolute) {
+                unnormalized.push(absolute);
+            }
         }
     }
 
     if let Some(resolver) = ctx.resolver {
-        let lexical_readings = readings.clone();
-        for reading in &lexical_readings {
-            match resolver.resolve(&reading.path) {
+        let to_resolve: Vec<String> = readings
+            .iter()
+            .map(|reading| reading.path.clone())
+            .chain(
+                unnormalized
+                    .into_iter()
+                    .filter(|absolute| !readings.iter().any(|reading| reading.path == *absolute)),
+            )
+            .collect();
+        for path in &to_resolve {
+            match resolver.resolve(path) {
                 Resolution::Resolved(target) => {
                     let path = normalize_absolute(&target).ok_or_else(|| {
                         Uncertain::new(format!(
                             "symlinks in `{}` resolve to `{}`, which is not an absolute path",
-                            shown(&reading.path),
+                            shown(path),
                             shown(&target)
                         ))
                     })?;
@@ -158,7 +175,7 @@ pub fn path_readings(raw: &str, ctx: &PathContext<'_>) -> Result<Vec<PathReading
                 Resolution::Uncertain(why) => {
                     return Err(Uncertain::new(format!(
                         "cannot resolve symlinks in `{}`: {why}",
-                        shown(&reading.path)
+                        shown(path)
                     )));
                 }
             }

@@ -575,6 +575,28 @@ fn resolved_readings_are_added() {
 }
 
 #[test]
+fn dotdot_after_a_symlink_climbs_from_its_target() {
+    // The kernel follows `link` before it applies `..`: `/ws/link/../shadow` with
+    // `link -> /etc` opens `/shadow`, not `/ws/shadow` (found by the adversarial suite).
+    let fs = fs();
+    let ctx = PathContext {
+        cwd: Some("/ws"),
+        home: None,
+        resolver: Some(&fs),
+    };
+    assert_eq!(
+        readings("/ws/link/../shadow", &ctx),
+        [r("/ws/shadow", Lexical), r("/shadow", Resolved)]
+    );
+    assert_eq!(
+        readings("/ws/down/../x", &ctx),
+        [r("/ws/x", Lexical), r("/x", Resolved)]
+    );
+    // Without a symlink before it, `..` is lexical and there is only the one reading.
+    assert_eq!(readings("/ws/sub/../x", &ctx), [r("/ws/x", Lexical)]);
+}
+
+#[test]
 fn every_transformed_reading_is_resolved() {
     let fs = fs();
     let ctx = PathContext {

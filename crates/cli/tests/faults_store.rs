@@ -25,7 +25,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use faults::{
-    assert_every_forwarded_call_was_recorded, assert_verifies, audit_records, passed, reason_class,
+    Proc, assert_every_forwarded_call_was_recorded, assert_verifies, audit_records, passed,
+    reason_class,
 };
 use serde_json::{Value, json};
 use support::Setup;
@@ -133,6 +134,51 @@ fn a_full_audit_disk_denies_calls_and_service_resumes_when_space_is_freed() {
         2
     );
     drop(mount);
+}
+
+#[test]
+fn a_store_locked_by_another_process_denies_calls_and_the_gateway_recovers() {
+    let setup = Setup::new();
+    let mut gw = Proc::start(&setup.policy, &[], &[], &setup.stderr);
+    gw.init();
+    assert!(passed(&gw.call(1, "echo", json!({"text": "before-lock"}))));
+
+    // Another process takes the write lock and keeps it past the gateway's busy timeout (5 s).
+    let db = rusqlite::Connection::open(setup.state_dir().join("state.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let started = Instant::now();
+    let answer = gw.call(2, "echo", json!({"text": "while-locked"}));
+    let waited = started.elapsed();
+    assert_eq!(
+        reason_class(&answer).as_deref(),
+        Some("internal"),
+        "a call whose record cannot be written must be denied as internal: {answer}\n{}",
+        setup.log()
+    );
+    assert!(
+        waited >= Duration::from_secs(4),
+        "the gateway gave up before its busy timeout: {waited:?}"
+    );
+    // Still serving while the lock is held.
+    assert_eq!(gw.request(3, "ping", json!({}))["result"], json!({}));
+    assert!(gw.alive());
+    assert!(!setup.recording().contains("while-locked"));
+    db.execute_batch("COMMIT").unwrap();
+    drop(db);
+
+    let answer = gw.call(4, "echo", json!({"text": "after-lock"}));
+    assert!(passed(&answer), "the gateway must recover: {answer}");
+    assert_eq!(gw.finish(), 0);
+    eprintln!("a call under a held lock was denied after {waited:?}");
+
+    let state = setup.state_dir();
+    assert_verifies(&state);
+    let records = audit_records(&state);
+    assert_eq!(
+        assert_every_forwarded_call_was_recorded(&setup.recording(), &records),
+        2
+    );
+    assert!(setup.log().contains("AUDIT FAILURE"), "{}", setup.log());
 }
 
 /// What the load writes: allowed echo calls, and every fifth call one the policy denies (a path

@@ -231,7 +231,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     }
                 },
                 line = server_out.next_line() => match line {
-                    Ok(Some(line)) => self.on_server_line(line).await,
+                    Ok(Some(line)) => self.on_server_line(line, server_out.discarded_head()).await,
                     Ok(None) => self.server_gone("the server exited").await,
                     Err(error) => {
                         tracing::error!(%error, "cannot read from the server");

@@ -56,6 +56,7 @@ pub use jcs::{JcsError, canonical_json};
 pub use sqlite::approvals::{ApprovalStore, Created, SESSION_STALE_MS, Taken};
 // approvals: end
 mod chain;
+mod clock;
 mod error;
 mod event;
 mod key;

@@ -8,7 +8,10 @@
 //! the request's id), `rpc_error` (answers with a JSON-RPC error), `sample` (sends a `sampling/createMessage` request, then answers), `roots`
 //! (sends a `roots/list` request, then answers), `server_request {method, params}` (sends a
 //! request with that method, params and id (default `srv-req`), then answers: the adversarial suite's
-//! server-to-client abuse).
+//! server-to-client abuse), `flood {responses, notifications, huge, huge_bytes}` (sends that many
+//! responses to ids nobody asked for, notifications, and unsolicited lines of `huge_bytes` bytes,
+//! then answers: the fault tests' upstream flood), `huge_reply {bytes}` (answers with one line of
+//! at least `bytes` bytes).
 
 use std::io::{BufRead, Write};
 
@@ -188,6 +191,31 @@ fn call(id: &Value, params: &Value) -> Reply {
                 object.insert("params".to_owned(), params.clone());
             }
             vec![request.to_string(), text(id, "server request sent", false)]
+        }
+        "flood" => {
+            let count = |key: &str| {
+                args.get(key)
+                    .and_then(Value::as_u64)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(0)
+            };
+            let huge_bytes = count("huge_bytes");
+            let mut lines = Vec::new();
+            for i in 0..count("responses") {
+                lines.push(json!({"jsonrpc": "2.0", "id": format!("flood-{i}"), "result": {}}).to_string());
+            }
+            for i in 0..count("notifications") {
+                lines.push(json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": format!("flood {i}")}}).to_string());
+            }
+            for i in 0..count("huge") {
+                lines.push(text(&json!(format!("flood-huge-{i}")), &"x".repeat(huge_bytes), false));
+            }
+            lines.push(text(id, "after flood", false));
+            lines
+        }
+        "huge_reply" => {
+            let bytes = args.get("bytes").and_then(Value::as_u64).unwrap_or(0);
+            vec![text(id, &"x".repeat(usize::try_from(bytes).unwrap_or(0)), false)]
         }
         other => vec![text(id, &format!("unknown tool {other}"), true)],
     };

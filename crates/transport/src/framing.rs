@@ -10,5 +10,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use reader::{BoundedLineReader, DEFAULT_MAX_LINE_BYTES, Line, READ_BUFFER_BYTES};
+pub use reader::{
+    BoundedLineReader, DEFAULT_MAX_LINE_BYTES, DISCARDED_HEAD_BYTES, Line, READ_BUFFER_BYTES,
+};
 pub use writer::{DEFAULT_WRITE_TIMEOUT, LineWriter, WriteLineError};

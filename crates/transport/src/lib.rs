@@ -33,8 +33,8 @@ mod signal;
 pub mod stdio;
 
 pub use framing::{
-    BoundedLineReader, DEFAULT_MAX_LINE_BYTES, DEFAULT_WRITE_TIMEOUT, Line, LineWriter,
-    READ_BUFFER_BYTES, WriteLineError,
+    BoundedLineReader, DEFAULT_MAX_LINE_BYTES, DEFAULT_WRITE_TIMEOUT, DISCARDED_HEAD_BYTES, Line,
+    LineWriter, READ_BUFFER_BYTES, WriteLineError,
 };
 pub use http_guard::HostGuard;
 #[cfg(unix)]

@@ -49,6 +49,9 @@ pub(crate) struct Approvals {
     /// Our `elicitation/create` request ids → the held call they ask about.
     elicits: HashMap<Id, Id>,
     last_heartbeat: Option<Instant>,
+    /// The heartbeat write in flight, if any. It runs in the background: a store that waits on a
+    /// lock (up to its busy timeout) must not stall the session, which has to keep answering.
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Approvals {
@@ -59,6 +62,7 @@ impl Approvals {
             held: HashMap::new(),
             elicits: HashMap::new(),
             last_heartbeat: None,
+            heartbeat: None,
         }
     }
 }
@@ -458,14 +462,20 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             .approvals
             .last_heartbeat
             .is_none_or(|at| now.duration_since(at) >= HEARTBEAT_INTERVAL);
-        if due {
+        let idle = self
+            .approvals
+            .heartbeat
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished);
+        if due && idle {
             self.approvals.last_heartbeat = Some(now);
             let session = self.session_id.clone();
-            if let Err(error) =
-                blocking(&self.approvals.store, move |s| s.heartbeat(&session)).await
-            {
-                tracing::warn!(%error, "cannot record the session heartbeat; pending approvals may expire");
-            }
+            let store = Arc::clone(&self.approvals.store);
+            self.approvals.heartbeat = Some(tokio::spawn(async move {
+                if let Err(error) = blocking(&store, move |s| s.heartbeat(&session)).await {
+                    tracing::warn!(%error, "cannot record the session heartbeat; pending approvals may expire");
+                }
+            }));
         }
         if !self.approvals.held.is_empty() {
             self.poll_held().await;

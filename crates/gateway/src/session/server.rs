@@ -13,19 +13,28 @@ use super::client::shorten;
 use super::{Session, Stage, is_blank};
 
 impl<W: AsyncWrite + Unpin> Session<W> {
-    pub(super) async fn on_server_line(&mut self, line: Line) {
+    /// One line from the server; `head` is the start of the line when it was over-long.
+    pub(super) async fn on_server_line(&mut self, line: Line, head: &[u8]) {
         if is_blank(&line) {
             return;
         }
         let bytes = match line {
             Line::Complete(bytes) => bytes,
             Line::TooLong { bytes_discarded } => {
-                // Its id is unreadable, so no pending call can be told; the call waits for a
-                // well-formed answer or for the server to exit.
                 tracing::warn!(
                     bytes_discarded,
                     "dropped an over-long message from the server"
                 );
+                // When its id can be read from its first bytes and names a forwarded call, that
+                // call gets an error rather than waiting for an answer that will never come.
+                if let Some(id) = leading_id(head) {
+                    self.fail_forwarded(
+                        &id,
+                        "the server's response is over the message size limit",
+                        "oversized_response",
+                    )
+                    .await;
+                }
                 return;
             }
         };
@@ -34,7 +43,12 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             Err(error) => {
                 tracing::warn!(code = error.code(), %error, "dropped a malformed message from the server");
                 if let Some(id) = error.id().cloned() {
-                    self.answer_malformed(&id).await;
+                    self.fail_forwarded(
+                        &id,
+                        "the server sent a malformed response",
+                        "malformed_response",
+                    )
+                    .await;
                 }
                 return;
             }
@@ -61,19 +75,18 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         }
     }
 
-    /// A malformed answer whose id names a forwarded call: that call gets an internal error, so
-    /// the client is not left waiting for an answer that will never be valid.
-    async fn answer_malformed(&mut self, id: &Id) {
+    /// A malformed or over-long answer whose id names a forwarded call: that call gets an
+    /// internal error, so the client is not left waiting for an answer that will never be valid.
+    async fn fail_forwarded(&mut self, id: &Id, message: &str, outcome: &str) {
         let forwarded = matches!(self.pending.get(id), Some(entry) if matches!(entry.stage, Stage::Forwarded(_)));
         if !forwarded {
             return;
         }
         if let Some(entry) = self.pending.remove(id) {
-            let message = "the server sent a malformed response";
             self.send_client(&error_response(Some(id), INTERNAL_ERROR, message, None))
                 .await;
             if let (Some(call), Stage::Forwarded(start)) = (&entry.call, &entry.stage) {
-                self.record_outcome(call, &entry.method, "malformed_response", *start);
+                self.record_outcome(call, &entry.method, outcome, *start);
             }
         }
     }
@@ -171,5 +184,136 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 tracing::error!(%error, "cannot serialize an answer; this is a bug, please report")
             }
         }
+    }
+}
+
+/// The top-level `id` of a JSON object from its first bytes, when they hold every member up to
+/// and including the `id` whole (`{"jsonrpc":"2.0","id":7,"result":…` cut anywhere after `7,`).
+/// `None` when the bytes end earlier or are not the start of an object.
+fn leading_id(head: &[u8]) -> Option<Id> {
+    let mut at = skip_space(head, 0);
+    if head.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = at.saturating_add(1);
+    loop {
+        at = skip_space(head, at);
+        let key_end = string_end(head, at)?;
+        let key = head.get(at..key_end)?;
+        at = skip_space(head, key_end);
+        if head.get(at) != Some(&b':') {
+            return None;
+        }
+        at = skip_space(head, at.saturating_add(1));
+        let value_end = value_end(head, at)?;
+        if key == b"\"id\"" {
+            return match serde_json::from_slice(head.get(at..value_end)?).ok()? {
+                Value::String(id) => Some(Id::String(id)),
+                Value::Number(number) => number
+                    .as_i64()
+                    .filter(|id| id.to_string() == number.to_string())
+                    .map(Id::Number),
+                _ => None,
+            };
+        }
+        at = skip_space(head, value_end);
+        if head.get(at) != Some(&b',') {
+            return None;
+        }
+        at = at.saturating_add(1);
+    }
+}
+
+fn skip_space(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+        at = at.saturating_add(1);
+    }
+    at
+}
+
+/// The index just after the string starting at `at`.
+fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
+    if bytes.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut i = at.saturating_add(1);
+    loop {
+        match bytes.get(i)? {
+            b'\\' => i = i.saturating_add(2),
+            b'"' => return Some(i.saturating_add(1)),
+            _ => i = i.saturating_add(1),
+        }
+    }
+}
+
+/// The index just after the value starting at `at`, if it ends within `bytes`.
+fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
+    match bytes.get(at)? {
+        b'"' => string_end(bytes, at),
+        b'{' | b'[' => {
+            let mut depth = 0_usize;
+            let mut i = at;
+            loop {
+                match bytes.get(i)? {
+                    b'"' => {
+                        i = string_end(bytes, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth = depth.saturating_add(1),
+                    b'}' | b']' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            return Some(i.saturating_add(1));
+                        }
+                    }
+                    _ => {}
+                }
+                i = i.saturating_add(1);
+            }
+        }
+        _ => {
+            let mut i = at;
+            // A scalar ends at a delimiter; one cut off by the end of the bytes is incomplete.
+            while !matches!(
+                bytes.get(i)?,
+                b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'
+            ) {
+                i = i.saturating_add(1);
+            }
+            Some(i)
+        }
+    }
+}
+
+#[cfg(test)]
+mod leading_id_tests {
+    use super::leading_id;
+    use portcullis_mcp::Id;
+
+    #[test]
+    fn reads_an_id_before_the_cut() {
+        let id = |s: &str| leading_id(s.as_bytes());
+        assert_eq!(
+            id(r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"te"#),
+            Some(Id::Number(7))
+        );
+        assert_eq!(
+            id(r#"{"id":"a\"b","result":"xxx"#),
+            Some(Id::String("a\"b".to_owned()))
+        );
+        assert_eq!(
+            id(r#" { "x" : {"id": 1, "y": [1, "]"]} , "id" : 3 , "r"#),
+            Some(Id::Number(3))
+        );
+    }
+
+    #[test]
+    fn gives_up_when_the_id_is_cut_or_missing() {
+        let id = |s: &str| leading_id(s.as_bytes());
+        assert_eq!(id(r#"{"jsonrpc":"2.0","id":12"#), None);
+        assert_eq!(id(r#"{"result":{"text":"xxxxxxxx"#), None);
+        assert_eq!(id(r#"{"jsonrpc":"2.0","id":"abc"#), None);
+        assert_eq!(id(r#"["id",1]"#), None);
+        assert_eq!(id(""), None);
     }
 }

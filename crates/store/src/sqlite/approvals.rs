@@ -68,7 +68,7 @@ impl std::fmt::Debug for ApprovalStore {
 }
 
 fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
+    crate::clock::now_ms()
 }
 
 fn rfc3339(ms: i64) -> String {

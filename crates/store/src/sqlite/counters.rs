@@ -11,8 +11,6 @@
 //! write lock, concurrent callers (other sessions, other gateway processes on the same state
 //! directory) cannot both take the last unit.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::SqliteStore;
@@ -166,12 +164,9 @@ fn to_sql(n: u64) -> Result<i64, StoreError> {
 }
 
 fn now_seconds() -> Result<u64, StoreError> {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .map_err(|_| StoreError::Bug {
-            what: "the system clock is before 1970",
-        })
+    u64::try_from(crate::clock::now_ms() / 1000).map_err(|_| StoreError::Bug {
+        what: "the system clock is before 1970",
+    })
 }
 
 #[cfg(test)]

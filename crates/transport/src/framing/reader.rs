@@ -15,6 +15,10 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 /// The reader holds at most `max_line_bytes + READ_BUFFER_BYTES` bytes at any time.
 pub const READ_BUFFER_BYTES: usize = 8 * 1024;
 
+/// How many bytes from the start of an over-long line are kept (see
+/// [`BoundedLineReader::discarded_head`]).
+pub const DISCARDED_HEAD_BYTES: usize = 256;
+
 /// One unit of input from a [`BoundedLineReader`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
@@ -47,6 +51,8 @@ pub struct BoundedLineReader<R> {
     line: Vec<u8>,
     /// `Some(n)` while skipping the rest of an over-long line, `n` being its length so far.
     discarding: Option<usize>,
+    /// The first bytes (at most [`DISCARDED_HEAD_BYTES`]) of the last over-long line.
+    head: Vec<u8>,
 }
 
 impl<R: AsyncRead + Unpin> BoundedLineReader<R> {
@@ -57,6 +63,7 @@ impl<R: AsyncRead + Unpin> BoundedLineReader<R> {
             max_line_bytes,
             line: Vec::new(),
             discarding: None,
+            head: Vec::new(),
         }
     }
 
@@ -69,6 +76,13 @@ impl<R: AsyncRead + Unpin> BoundedLineReader<R> {
     /// read buffer. Never more than `max_line_bytes + READ_BUFFER_BYTES`.
     pub fn buffer_capacity(&self) -> usize {
         self.line.capacity().saturating_add(READ_BUFFER_BYTES)
+    }
+
+    /// The first bytes (at most [`DISCARDED_HEAD_BYTES`]) of the last line reported as
+    /// [`Line::TooLong`]: enough to read a message's leading `id`, so that the request it answers
+    /// can be failed instead of left waiting.
+    pub fn discarded_head(&self) -> &[u8] {
+        &self.head
     }
 
     /// Reads the next line.
@@ -103,8 +117,15 @@ impl<R: AsyncRead + Unpin> BoundedLineReader<R> {
                         extend_bounded(&mut self.line, chunk, self.max_line_bytes);
                     } else {
                         // Free the partial line now rather than keeping up to the limit while the
-                        // rest of the line streams past.
-                        self.line = Vec::new();
+                        // rest of the line streams past; keep only its first bytes.
+                        let mut head = mem::take(&mut self.line);
+                        let room = DISCARDED_HEAD_BYTES.saturating_sub(head.len());
+                        head.truncate(DISCARDED_HEAD_BYTES);
+                        head.extend_from_slice(
+                            chunk.get(..room.min(chunk.len())).unwrap_or_default(),
+                        );
+                        head.shrink_to_fit();
+                        self.head = head;
                         self.discarding = Some(needed);
                     }
                 }

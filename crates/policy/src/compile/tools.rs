@@ -41,7 +41,7 @@ pub(crate) struct ToolTable {
     exact: HashMap<String, ToolSpec>,
     /// The exact entries again, by server then tool (split at the key's first `.`), so that a
     /// lookup for a server name without a `.` (every valid one) needs no `server.tool` string.
-    by_server: HashMap<String, HashMap<String, ToolSpec>>,
+    by_server: BTreeMap<String, BTreeMap<String, ToolSpec>>,
     globs: Vec<(String, GlobMatcher, ToolSpec)>,
 }
 

@@ -443,30 +443,38 @@ fn check_windows(s: &str, raw: &str) -> Result<(), Uncertain> {
         return fail("contains `:` (an ntfs alternate data stream or drive)");
     }
     // Components between `/` and `\\` separators, found on bytes (both are ASCII, so every
-    // boundary is a character boundary) rather than by decoding characters.
+    // boundary is a character boundary) rather than by decoding characters. Only a component
+    // that starts with a device name's first letter is looked at further.
     let bytes = s.as_bytes();
+    let is_separator = |b: u8| b == b'/' || b == b'\\';
     let mut start = 0;
-    for end in 0..=bytes.len() {
-        if bytes.get(end).is_none_or(|&b| b == b'/' || b == b'\\') {
-            if let Some(device) = s.get(start..end).and_then(dos_device) {
-                return fail(&format!("names the dos device `{device}`"));
-            }
-            start = end.saturating_add(1);
+    while start < bytes.len() {
+        let end = bytes
+            .iter()
+            .skip(start)
+            .position(|&b| is_separator(b))
+            .map_or(bytes.len(), |n| start.saturating_add(n));
+        if bytes.get(start).is_some_and(|&b| starts_device_name(b))
+            && let Some(device) = s.get(start..end).and_then(dos_device)
+        {
+            return fail(&format!("names the dos device `{device}`"));
         }
+        start = end.saturating_add(1);
     }
     Ok(())
+}
+
+/// Whether a component starting with `b` may name a DOS device: every device name starts
+/// with one of these letters, so most components are ruled out by their first byte.
+fn starts_device_name(b: u8) -> bool {
+    matches!(b.to_ascii_uppercase(), b'C' | b'P' | b'A' | b'N' | b'L')
 }
 
 /// The DOS device a component names, if any: `CON`, `nul.txt`, `COM1 .log` all open a device on
 /// Windows, whatever the directory.
 fn dos_device(component: &str) -> Option<String> {
     const DEVICES: &[&str] = &["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"];
-    // Every device name starts with one of these letters: most components stop here.
-    if !component
-        .as_bytes()
-        .first()
-        .is_some_and(|b| matches!(b.to_ascii_uppercase(), b'C' | b'P' | b'A' | b'N' | b'L'))
-    {
+    if !component.as_bytes().first().is_some_and(|&b| starts_device_name(b)) {
         return None;
     }
     let stem = component.split('.').next().unwrap_or(component);

@@ -147,16 +147,36 @@ enum Kind {
 /// The same `tools` table as the policy: (key, effect, arguments).
 const TOOLS: &[(&str, &str, &[(&str, Kind)])] = &[
     ("fs.read_text_file", "read", &[("path", Kind::Path)]),
-    ("fs.read_multiple_files", "read", &[("paths", Kind::PathList)]),
+    (
+        "fs.read_multiple_files",
+        "read",
+        &[("paths", Kind::PathList)],
+    ),
     ("fs.list_directory", "read", &[("path", Kind::Path)]),
-    ("fs.search_files", "read", &[("path", Kind::Path), ("pattern", Kind::Other)]),
-    ("fs.write_file", "write", &[("path", Kind::Path), ("content", Kind::Other)]),
+    (
+        "fs.search_files",
+        "read",
+        &[("path", Kind::Path), ("pattern", Kind::Other)],
+    ),
+    (
+        "fs.write_file",
+        "write",
+        &[("path", Kind::Path), ("content", Kind::Other)],
+    ),
     ("fs.edit_file", "write", &[("path", Kind::Path)]),
-    ("fs.move_file", "write", &[("source", Kind::Path), ("destination", Kind::Path)]),
+    (
+        "fs.move_file",
+        "write",
+        &[("source", Kind::Path), ("destination", Kind::Path)],
+    ),
     ("git.git_status", "read", &[("repo_path", Kind::Path)]),
     ("git.git_log", "read", &[("repo_path", Kind::Path)]),
     ("git.git_diff", "read", &[("repo_path", Kind::Path)]),
-    ("git.git_commit", "write", &[("repo_path", Kind::Path), ("message", Kind::Other)]),
+    (
+        "git.git_commit",
+        "write",
+        &[("repo_path", Kind::Path), ("message", Kind::Other)],
+    ),
     ("fetch.fetch", "network", &[("url", Kind::Url)]),
     ("shell.run", "exec", &[("command", Kind::Other)]),
 ];
@@ -239,7 +259,9 @@ fn facts<'a>(call: &'a Value, tools: &ToolTable) -> Facts<'a> {
         let Some(v) = args.get(*name) else { continue };
         match kind {
             Kind::Path => paths.extend(v.as_str()),
-            Kind::PathList => paths.extend(v.as_array().into_iter().flatten().filter_map(Value::as_str)),
+            Kind::PathList => {
+                paths.extend(v.as_array().into_iter().flatten().filter_map(Value::as_str))
+            }
             Kind::Url => {
                 if let Some(u) = v.as_str().and_then(|s| url::Url::parse(s).ok()) {
                     let host = u.host_str().unwrap_or_default().to_owned();
@@ -327,7 +349,12 @@ impl CelEngine {
         let env = Arc::new(cel::Env::stdlib());
         let programs = cel_rules()
             .into_iter()
-            .map(|(d, src)| (parse_decision(d), env.compile(&src).unwrap_or_else(|e| panic!("{src}: {e:?}"))))
+            .map(|(d, src)| {
+                (
+                    parse_decision(d),
+                    env.compile(&src).unwrap_or_else(|e| panic!("{src}: {e:?}")),
+                )
+            })
             .collect();
         CelEngine { env, programs }
     }
@@ -338,7 +365,13 @@ impl CelEngine {
         ctx.add_variable_from_value("server", f.server);
         ctx.add_variable_from_value("tool", f.tool);
         ctx.add_variable_from_value("effect", f.effect);
-        ctx.add_variable_from_value("paths", f.paths.iter().map(|p| cel::Value::from(*p)).collect::<Vec<_>>());
+        ctx.add_variable_from_value(
+            "paths",
+            f.paths
+                .iter()
+                .map(|p| cel::Value::from(*p))
+                .collect::<Vec<_>>(),
+        );
         let urls: Vec<cel::Value> = f
             .urls
             .iter()
@@ -352,8 +385,18 @@ impl CelEngine {
             .collect();
         ctx.add_variable_from_value("urls", urls);
         ctx.add_variable_from_value("secret", f.secret);
-        ctx.add_variable_from_value("labels", f.labels.iter().map(|l| cel::Value::from(*l)).collect::<Vec<_>>());
-        let args: HashMap<&str, cel::Value> = f.args.iter().map(|(k, v)| (k.as_str(), cel_value(v))).collect();
+        ctx.add_variable_from_value(
+            "labels",
+            f.labels
+                .iter()
+                .map(|l| cel::Value::from(*l))
+                .collect::<Vec<_>>(),
+        );
+        let args: HashMap<&str, cel::Value> = f
+            .args
+            .iter()
+            .map(|(k, v)| (k.as_str(), cel_value(v)))
+            .collect();
         ctx.add_variable_from_value("args", args);
         strictest(self.programs.iter().filter_map(|(d, p)| {
             // An error (a missing field, a wrong type) counts as "holds" for non-allow rules
@@ -372,7 +415,9 @@ fn cel_value(v: &Value) -> cel::Value {
     match v {
         Value::Null => cel::Value::Null,
         Value::Bool(b) => (*b).into(),
-        Value::Number(n) => n.as_i64().map_or_else(|| n.as_f64().unwrap_or(f64::NAN).into(), Into::into),
+        Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| n.as_f64().unwrap_or(f64::NAN).into(), Into::into),
         Value::String(s) => s.as_str().into(),
         Value::Array(items) => items.iter().map(cel_value).collect::<Vec<_>>().into(),
         Value::Object(map) => map
@@ -409,7 +454,8 @@ action call appliesTo {
 };
 "#;
 
-const UNDER_WS_CEDAR: &str = r#"((P == "/workspace" || P like "/workspace/*") && !(P like "*/../*") && !(P like "*/.."))"#;
+const UNDER_WS_CEDAR: &str =
+    r#"((P == "/workspace" || P like "/workspace/*") && !(P like "*/../*") && !(P like "*/.."))"#;
 
 fn cedar_policies() -> String {
     let under = |var: &str| UNDER_WS_CEDAR.replace('P', var);
@@ -458,7 +504,12 @@ impl CedarEngine {
         assert!(validation.validation_passed(), "{validation:?}");
         let decisions = policies
             .policies()
-            .map(|p| (p.id().clone(), parse_decision(p.annotation("decision").unwrap())))
+            .map(|p| {
+                (
+                    p.id().clone(),
+                    parse_decision(p.annotation("decision").unwrap()),
+                )
+            })
             .collect();
         CedarEngine {
             schema,
@@ -481,7 +532,10 @@ impl CedarEngine {
             ("tool".to_owned(), s(f.tool)),
             ("effect".to_owned(), s(f.effect)),
             ("secret".to_owned(), E::new_bool(f.secret)),
-            ("labels".to_owned(), E::new_set(f.labels.iter().map(|l| s(l)))),
+            (
+                "labels".to_owned(),
+                E::new_set(f.labels.iter().map(|l| s(l))),
+            ),
         ];
         // Cedar cannot quantify over a set of strings: the policies read one `path` and one URL.
         // Every benchmarked call has at most one of each.
@@ -514,7 +568,9 @@ impl CedarEngine {
         ) else {
             return Decision::Deny;
         };
-        let response = self.authorizer.is_authorized(&request, &self.policies, &self.entities);
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &self.entities);
         if response.diagnostics().errors().next().is_some() {
             return Decision::Deny;
         }
@@ -650,7 +706,9 @@ else := "allow" if allow
 
 fn rego_engine() -> regorus::Engine {
     let mut engine = regorus::Engine::new();
-    engine.add_policy("portcullis.rego".to_owned(), REGO.to_owned()).unwrap();
+    engine
+        .add_policy("portcullis.rego".to_owned(), REGO.to_owned())
+        .unwrap();
     engine
 }
 
@@ -658,9 +716,14 @@ fn rego_value(v: &Value) -> regorus::Value {
     match v {
         Value::Null => regorus::Value::Null,
         Value::Bool(b) => regorus::Value::Bool(*b),
-        Value::Number(n) => n.as_i64().map_or_else(|| regorus::Value::from(n.as_f64().unwrap_or(f64::NAN)), regorus::Value::from),
+        Value::Number(n) => n.as_i64().map_or_else(
+            || regorus::Value::from(n.as_f64().unwrap_or(f64::NAN)),
+            regorus::Value::from,
+        ),
         Value::String(s) => regorus::Value::from(s.as_str()),
-        Value::Array(items) => regorus::Value::from(items.iter().map(rego_value).collect::<Vec<_>>()),
+        Value::Array(items) => {
+            regorus::Value::from(items.iter().map(rego_value).collect::<Vec<_>>())
+        }
         Value::Object(map) => regorus::Value::from(
             map.iter()
                 .map(|(k, v)| (regorus::Value::from(k.as_str()), rego_value(v)))
@@ -676,7 +739,10 @@ fn rego_decide(engine: &mut regorus::Engine, call: &Value, tools: &ToolTable) ->
     input.insert(s("server"), s(f.server));
     input.insert(s("tool"), s(f.tool));
     input.insert(s("effect"), s(f.effect));
-    input.insert(s("paths"), regorus::Value::from(f.paths.iter().map(|p| s(p)).collect::<Vec<_>>()));
+    input.insert(
+        s("paths"),
+        regorus::Value::from(f.paths.iter().map(|p| s(p)).collect::<Vec<_>>()),
+    );
     let urls = f
         .urls
         .iter()
@@ -690,7 +756,10 @@ fn rego_decide(engine: &mut regorus::Engine, call: &Value, tools: &ToolTable) ->
         .collect::<Vec<_>>();
     input.insert(s("urls"), regorus::Value::from(urls));
     input.insert(s("secret"), regorus::Value::Bool(f.secret));
-    input.insert(s("labels"), regorus::Value::from(f.labels.iter().map(|l| s(l)).collect::<Vec<_>>()));
+    input.insert(
+        s("labels"),
+        regorus::Value::from(f.labels.iter().map(|l| s(l)).collect::<Vec<_>>()),
+    );
     let args = f
         .args
         .iter()
@@ -715,17 +784,49 @@ fn tool_call(server: &str, tool: &str, arguments: Value) -> Value {
 /// The timed calls, with the decision every engine must reach.
 fn calls() -> Vec<(&'static str, Value, Decision)> {
     vec![
-        ("allowed_read", tool_call("fs", "read_text_file", json!({ "path": "/workspace/src/main.rs" })), Decision::Allow),
-        ("denied_traversal", tool_call("fs", "read_text_file", json!({ "path": "/workspace/../etc/passwd" })), Decision::Deny),
+        (
+            "allowed_read",
+            tool_call(
+                "fs",
+                "read_text_file",
+                json!({ "path": "/workspace/src/main.rs" }),
+            ),
+            Decision::Allow,
+        ),
+        (
+            "denied_traversal",
+            tool_call(
+                "fs",
+                "read_text_file",
+                json!({ "path": "/workspace/../etc/passwd" }),
+            ),
+            Decision::Deny,
+        ),
         (
             "approval_write",
-            tool_call("fs", "write_file", json!({ "path": "/workspace/src/lib.rs", "content": "pub fn answer() -> u32 { 42 }\n" })),
+            tool_call(
+                "fs",
+                "write_file",
+                json!({ "path": "/workspace/src/lib.rs", "content": "pub fn answer() -> u32 { 42 }\n" }),
+            ),
             Decision::RequireApproval,
         ),
-        ("denied_secret_read", tool_call("fs", "read_text_file", json!({ "path": "/workspace/.env" })), Decision::Deny),
+        (
+            "denied_secret_read",
+            tool_call("fs", "read_text_file", json!({ "path": "/workspace/.env" })),
+            Decision::Deny,
+        ),
         // `fetch-public` allows it and `approve-mutations` (network is a mutation) asks: the
         // strictest of the two.
-        ("network_allowed_host", tool_call("fetch", "fetch", json!({ "url": "https://docs.rs/serde/latest/serde/" })), Decision::RequireApproval),
+        (
+            "network_allowed_host",
+            tool_call(
+                "fetch",
+                "fetch",
+                json!({ "url": "https://docs.rs/serde/latest/serde/" }),
+            ),
+            Decision::RequireApproval,
+        ),
     ]
 }
 
@@ -735,12 +836,29 @@ fn hostile_calls() -> Vec<(&'static str, Value)> {
     vec![
         ("percent-encoded `..`", read("/workspace/%2e%2e/etc/passwd")),
         ("backslash `..`", read("/workspace/..\\..\\etc\\passwd")),
-        ("fullwidth `..`", read("/workspace/\u{ff0e}\u{ff0e}/etc/passwd")),
+        (
+            "fullwidth `..`",
+            read("/workspace/\u{ff0e}\u{ff0e}/etc/passwd"),
+        ),
         ("trailing dot `.env.`", read("/workspace/.env.")),
         ("case `.ENV`", read("/workspace/.ENV")),
         ("double slash + dot `//./.env`", read("/workspace//./.env")),
-        ("`\\@` host confusion", tool_call("fetch", "fetch", json!({ "url": "https://example.com\\@169.254.169.254/latest/meta-data" }))),
-        ("write via `/workspace/./../etc`", tool_call("fs", "write_file", json!({ "path": "/workspace/./../etc/cron.d/x", "content": "x" }))),
+        (
+            "`\\@` host confusion",
+            tool_call(
+                "fetch",
+                "fetch",
+                json!({ "url": "https://example.com\\@169.254.169.254/latest/meta-data" }),
+            ),
+        ),
+        (
+            "write via `/workspace/./../etc`",
+            tool_call(
+                "fs",
+                "write_file",
+                json!({ "path": "/workspace/./../etc/cron.d/x", "content": "x" }),
+            ),
+        ),
     ]
 }
 
@@ -768,7 +886,11 @@ fn engines(c: &mut Criterion) {
         assert_eq!(portcullis(&policy, &call), expected, "portcullis/{label}");
         assert_eq!(cel.decide(&call, &tools), expected, "cel/{label}");
         assert_eq!(cedar.decide(&call, &tools), expected, "cedar/{label}");
-        assert_eq!(rego_decide(&mut rego, &call, &tools), expected, "rego/{label}");
+        assert_eq!(
+            rego_decide(&mut rego, &call, &tools),
+            expected,
+            "rego/{label}"
+        );
     }
     // Untimed: hostile spellings, where only Portcullis reads paths and URLs as servers do.
     println!("\n| hostile call | portcullis | cel | cedar | regorus |");

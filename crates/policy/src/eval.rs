@@ -488,7 +488,10 @@ pub(crate) fn eval_matcher(m: &Matcher, scope: &Scope<'_>, top: bool) -> Tri {
     }
     for a in &m.args {
         let lookup = ArgLookup::find(&a.arg, &call.arguments, scope.facts);
-        and!(a.label.as_str(), cond::eval_arg(&a.cond, &lookup, scope, &a.label));
+        and!(
+            a.label.as_str(),
+            cond::eval_arg(&a.cond, &lookup, scope, &a.label)
+        );
     }
     if let Some(c) = &m.paths {
         and!(

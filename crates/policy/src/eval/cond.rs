@@ -493,7 +493,9 @@ pub(crate) fn eval_values(c: &Cond, scope: &Scope<'_>) -> Tri {
     }
     let mut all = AllOrNone::default();
     for v in scope.call.arguments.values() {
-        if !each_string(v, &mut |s| all.push(eval_cond(c, s, s, None, scope, "values"))) {
+        if !each_string(v, &mut |s| {
+            all.push(eval_cond(c, s, s, None, scope, "values"))
+        }) {
             break;
         }
     }

@@ -474,7 +474,11 @@ fn starts_device_name(b: u8) -> bool {
 /// Windows, whatever the directory.
 fn dos_device(component: &str) -> Option<String> {
     const DEVICES: &[&str] = &["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"];
-    if !component.as_bytes().first().is_some_and(|&b| starts_device_name(b)) {
+    if !component
+        .as_bytes()
+        .first()
+        .is_some_and(|&b| starts_device_name(b))
+    {
         return None;
     }
     let stem = component.split('.').next().unwrap_or(component);

@@ -171,8 +171,8 @@ fn collect_regexes(c: &Cond, out: &mut Vec<String>) {
 }
 
 fn visit_conds(m: &Matcher, f: &mut dyn FnMut(&Cond)) {
-    for (_, c) in &m.args {
-        f(c);
+    for a in &m.args {
+        f(&a.cond);
     }
     for c in [&m.paths, &m.urls, &m.values].into_iter().flatten() {
         f(c);

@@ -7,7 +7,7 @@ pub(crate) mod names;
 mod reach;
 pub(crate) mod tools;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -64,10 +64,12 @@ pub(crate) struct Rule {
 }
 
 /// Per-server rule index: cost does not grow with rules that cannot match the server or tool.
+/// Ordered maps rather than hash maps: a lookup compares a few short names instead of hashing
+/// the name with SipHash, which cost more on every call (measured with callgrind).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ServerIndex {
     /// Rules whose top-level `tool` names this literal tool, merged with the any-tool rules.
-    pub(crate) by_tool: HashMap<String, Vec<usize>>,
+    pub(crate) by_tool: BTreeMap<String, Vec<usize>>,
     /// Rules that may apply to any tool of this server.
     pub(crate) any_tool: Vec<usize>,
 }
@@ -89,7 +91,7 @@ pub struct CompiledPolicy {
     pub(crate) servers: BTreeMap<String, ServerInfo>,
     pub(crate) tools: ToolTable,
     pub(crate) rules: Vec<Rule>,
-    pub(crate) index: HashMap<String, ServerIndex>,
+    pub(crate) index: BTreeMap<String, ServerIndex>,
     pub(crate) hide: GlobSet,
     pub(crate) hide_patterns: Vec<String>,
 }
@@ -525,8 +527,8 @@ fn limit_problem(limit: &LimitSpec) -> Option<String> {
 fn build_index(
     servers: &BTreeMap<String, ServerInfo>,
     rules: &[Rule],
-) -> HashMap<String, ServerIndex> {
-    let mut index = HashMap::new();
+) -> BTreeMap<String, ServerIndex> {
+    let mut index = BTreeMap::new();
     for server in servers.keys() {
         let mut si = ServerIndex::default();
         let mut literal: BTreeMap<String, Vec<usize>> = BTreeMap::new();

@@ -9,6 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Serialize;
 use serde_json::Value;
 
+pub(crate) use self::args::fold_key;
 use self::args::{ArgLookup, declared_type_problem};
 use self::readings::Readings;
 use crate::call::{Call, METHOD_RESOURCES_READ, METHOD_TOOLS_CALL};
@@ -139,11 +140,12 @@ fn guarded(policy: &CompiledPolicy, call: &Call, ctx: &EvalContext<'_>, trace: b
     }
 }
 
-/// Everything a matcher may look at during one evaluation.
+/// Everything a matcher may look at during one evaluation. The facts and the readings cache
+/// are borrowed, so a scope per rule costs nothing to make.
 pub(crate) struct Scope<'a> {
     pub(crate) call: &'a Call,
-    pub(crate) facts: ToolFacts<'a>,
-    pub(crate) readings: Readings<'a>,
+    pub(crate) facts: &'a ToolFacts<'a>,
+    pub(crate) readings: &'a Readings<'a>,
     pub(crate) notes: Option<std::cell::RefCell<Vec<String>>>,
 }
 
@@ -195,19 +197,14 @@ fn evaluate_inner(
         );
     }
     let type_problem = declared_type_problem(&facts, &call.arguments);
-    let scope = Scope {
-        call,
-        readings: Readings::new(
-            server,
-            if server.resolve_symlinks {
-                ctx.resolver
-            } else {
-                None
-            },
-        ),
-        facts,
-        notes: None,
-    };
+    let readings = Readings::new(
+        server,
+        if server.resolve_symlinks {
+            ctx.resolver
+        } else {
+            None
+        },
+    );
     // An ambiguous resource URI may name another resource than its spelling (`file:///ok/../x`):
     // every `tool` glob on it is unknown, so every rule is a candidate, not only those the index
     // finds for the spelling.
@@ -231,8 +228,10 @@ fn evaluate_inner(
             continue;
         };
         let scope = Scope {
+            call,
+            facts: &facts,
+            readings: &readings,
             notes: trace.then(|| std::cell::RefCell::new(Vec::new())),
-            ..scope.share()
         };
         let mut when = eval_matcher(&rule.when, &scope, true);
         if let Some(h) = &rule.hours {
@@ -307,17 +306,6 @@ fn evaluate_inner(
     result
 }
 
-impl<'a> Scope<'a> {
-    fn share(&self) -> Scope<'a> {
-        Scope {
-            call: self.call,
-            facts: self.facts.clone(),
-            readings: self.readings.clone(),
-            notes: None,
-        }
-    }
-}
-
 /// A rule's contribution: its own decision, or `deny` for an approval rule that only possibly
 /// holds.
 #[derive(Clone, Copy)]
@@ -344,26 +332,32 @@ fn combine(
             mode,
         );
     };
-    let contributors: Vec<&Rule> = contributions.iter().map(|c| c.rule).collect();
-    let rules: Vec<String> = contributors.iter().map(|r| r.id.clone()).collect();
-    let reason = contributions
-        .iter()
-        .map(|c| {
-            let r = c.rule;
-            let base = match &r.reason {
-                Some(why) => format!("{}: {why}", r.id),
-                None => format!("{} ({})", r.id, r.decision),
-            };
-            if c.decision == r.decision {
-                base
-            } else {
-                format!("{base}; a condition is uncertain, so denied rather than asking a human")
+    let contributors = || contributions.iter().map(|c| c.rule);
+    let rules: Vec<String> = contributors().map(|r| r.id.clone()).collect();
+    // Built in one string: `id: reason` or `id (decision)` per contributor, `; ` between.
+    let mut reason = String::new();
+    for (i, c) in contributions.iter().enumerate() {
+        let r = c.rule;
+        if i > 0 {
+            reason.push_str("; ");
+        }
+        reason.push_str(&r.id);
+        match &r.reason {
+            Some(why) => {
+                reason.push_str(": ");
+                reason.push_str(why);
             }
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    let public_reason = contributors
-        .iter()
+            None => {
+                reason.push_str(" (");
+                reason.push_str(r.decision.as_str());
+                reason.push(')');
+            }
+        }
+        if c.decision != r.decision {
+            reason.push_str("; a condition is uncertain, so denied rather than asking a human");
+        }
+    }
+    let public_reason = contributors()
         .find_map(|r| r.on_deny.clone())
         .unwrap_or_else(|| match decision {
             Decision::Allow => String::new(),
@@ -374,9 +368,9 @@ fn combine(
         Decision::Allow => ReasonClass::Default,
         Decision::RequireApproval => ReasonClass::Approval,
         Decision::Deny | Decision::KillSession => {
-            if contributors.iter().any(|r| r.when.uses_labels()) {
+            if contributors().any(|r| r.when.uses_labels()) {
                 ReasonClass::TaintedSession
-            } else if contributors.iter().any(|r| r.when.uses_args()) {
+            } else if contributors().any(|r| r.when.uses_args()) {
                 ReasonClass::Argument
             } else {
                 ReasonClass::ToolIdentity
@@ -384,22 +378,20 @@ fn combine(
         }
     };
     let approval = if decision == Decision::RequireApproval {
-        merge_approvals(&contributors)
+        merge_approvals(contributors())
     } else {
         None
     };
     let lets_through = matches!(decision, Decision::Allow | Decision::RequireApproval);
     let limits = if lets_through {
-        contributors
-            .iter()
+        contributors()
             .filter_map(|r| r.limit.clone().map(|l| (r.id.clone(), l)))
             .collect()
     } else {
         Vec::new()
     };
     let mut taint: Vec<String> = if lets_through {
-        contributors
-            .iter()
+        contributors()
             .flat_map(|r| r.taint.iter().cloned())
             .collect()
     } else {
@@ -425,11 +417,10 @@ fn combine(
 /// Several approval rules: the strictest settings of each (shortest ttl and timeout, `hold`
 /// over `retry` is not stricter, so `retry` — which never keeps a call open — wins only if all
 /// agree; a separate approver if any asks for one).
-fn merge_approvals(rules: &[&Rule]) -> Option<ApprovalSpec> {
-    let specs: Vec<&ApprovalSpec> = rules.iter().filter_map(|r| r.approval.as_ref()).collect();
-    let first = specs.first()?;
-    let mut merged = (*first).clone();
-    for s in specs.iter().skip(1) {
+fn merge_approvals<'r>(rules: impl Iterator<Item = &'r Rule>) -> Option<ApprovalSpec> {
+    let mut specs = rules.filter_map(|r| r.approval.as_ref());
+    let mut merged = specs.next()?.clone();
+    for s in specs {
         merged.ttl = min_opt(merged.ttl, s.ttl);
         merged.timeout = min_opt(merged.timeout, s.timeout);
         merged.separate_approver = match (merged.separate_approver, s.separate_approver) {
@@ -566,10 +557,12 @@ pub(crate) fn eval_matcher(m: &Matcher, scope: &Scope<'_>, top: bool) -> Tri {
             Tri::from_bool(labels.iter().all(|l| call.labels.contains(l)))
         );
     }
-    for (arg, c) in &m.args {
-        let lookup = ArgLookup::find(arg, &call.arguments, &scope.facts);
-        let label = format!("args.{}", arg.display());
-        and!(label.as_str(), cond::eval_arg(c, &lookup, scope, &label));
+    for a in &m.args {
+        let lookup = ArgLookup::find(&a.arg, &call.arguments, scope.facts);
+        and!(
+            a.label.as_str(),
+            cond::eval_arg(&a.cond, &lookup, scope, &a.label)
+        );
     }
     if let Some(c) = &m.paths {
         and!(

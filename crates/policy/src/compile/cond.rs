@@ -36,6 +36,14 @@ pub(crate) struct GlobTest {
     pub(crate) text_folded: GlobSet,
 }
 
+/// `under` bases, normalized, and their lower-case forms for the case-folded comparison
+/// (lowered here once instead of for every reading of every call).
+#[derive(Clone, Debug)]
+pub(crate) struct UnderTest {
+    pub(crate) bases: Vec<String>,
+    pub(crate) folded: Vec<String>,
+}
+
 /// A compiled regex, with a case-insensitive twin for paths.
 #[derive(Clone, Debug)]
 pub(crate) struct RegexTest {
@@ -51,7 +59,7 @@ pub(crate) enum Test {
     OneOf(Vec<Value>),
     Glob(Box<GlobTest>),
     Regex(Box<RegexTest>),
-    Under(Vec<String>),
+    Under(Box<UnderTest>),
     Host(GlobSet),
     PrivateAddress(bool),
     Scheme(Vec<String>),
@@ -176,7 +184,8 @@ pub(crate) fn compile_cond(spec: &CondSpec) -> Result<Cond, String> {
         if bases.is_empty() {
             return Err("`under` is empty; list at least one directory".to_owned());
         }
-        tests.push(Test::Under(bases));
+        let folded = bases.iter().map(|b| b.to_lowercase()).collect();
+        tests.push(Test::Under(Box::new(UnderTest { bases, folded })));
     }
     if let Some(h) = &spec.host {
         let patterns: Vec<String> = h

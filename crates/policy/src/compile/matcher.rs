@@ -9,8 +9,9 @@ use crate::model::MatchSpec;
 /// Which argument a condition looks at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ArgRef {
-    /// A top-level argument by name.
-    Name(String),
+    /// A top-level argument by name, with the name folded as a lenient server might fold a
+    /// call's keys (computed once here rather than on every evaluation).
+    Name { name: String, folded: String },
     /// A JSON pointer into the arguments object (`/options/path`).
     Pointer(String),
 }
@@ -18,9 +19,18 @@ pub(crate) enum ArgRef {
 impl ArgRef {
     pub(crate) fn display(&self) -> &str {
         match self {
-            ArgRef::Name(n) | ArgRef::Pointer(n) => n,
+            ArgRef::Name { name: n, .. } | ArgRef::Pointer(n) => n,
         }
     }
+}
+
+/// A condition on one argument, with its trace label (`args.NAME`) built at compile time so
+/// that evaluation never formats it.
+#[derive(Clone, Debug)]
+pub(crate) struct ArgCond {
+    pub(crate) arg: ArgRef,
+    pub(crate) cond: Cond,
+    pub(crate) label: String,
 }
 
 /// A compiled `when`/`unless`: every field given must hold (Kleene AND).
@@ -34,7 +44,7 @@ pub(crate) struct Matcher {
     pub(crate) principal: Option<NameSet>,
     pub(crate) agent: Option<NameSet>,
     pub(crate) labels: Option<Vec<String>>,
-    pub(crate) args: Vec<(ArgRef, Cond)>,
+    pub(crate) args: Vec<ArgCond>,
     pub(crate) paths: Option<Cond>,
     pub(crate) urls: Option<Cond>,
     pub(crate) values: Option<Cond>,
@@ -77,10 +87,17 @@ pub(crate) fn compile_matcher(spec: &MatchSpec) -> Result<Matcher, String> {
         } else if key.is_empty() {
             return Err("args: an empty argument name".to_owned());
         } else {
-            ArgRef::Name(key.clone())
+            ArgRef::Name {
+                name: key.clone(),
+                folded: crate::eval::fold_key(key),
+            }
         };
         let compiled = compile_cond(cond).map_err(|e| format!("args.{key}: {e}"))?;
-        args.push((arg, compiled));
+        args.push(ArgCond {
+            label: format!("args.{}", arg.display()),
+            arg,
+            cond: compiled,
+        });
     }
     let cond = |c: Option<&crate::model::CondSpec>, field: &str| {
         c.map(|c| compile_cond(c).map_err(|e| format!("{field}: {e}")))

@@ -12,6 +12,9 @@ pub(crate) struct NameSet {
     pub(crate) all_literal: bool,
 }
 
+/// Longest all-literal list matched by comparing strings one by one instead of the glob set.
+const MAX_LITERAL_SCAN: usize = 8;
+
 pub(crate) fn has_glob_meta(s: &str) -> bool {
     s.contains(['*', '?', '[', ']', '{', '}', '\\'])
 }
@@ -47,6 +50,36 @@ impl NameSet {
     }
 
     pub(crate) fn matches(&self, name: &str) -> bool {
+        // A literal pattern (no glob metacharacter, so no escape either) matches exactly its
+        // own text: compare strings rather than run the glob set on the common short lists.
+        if self.all_literal && self.patterns.len() <= MAX_LITERAL_SCAN {
+            return self.patterns.iter().any(|p| p == name);
+        }
         self.set.is_match(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::NameSet;
+
+    proptest! {
+        /// The string comparison used for short all-literal lists agrees with the glob set.
+        #[test]
+        fn literal_scan_agrees_with_the_glob_set(
+            patterns in proptest::collection::vec("[a-cA-C._/ -]{1,6}|ä|K|\u{212a}", 1..4),
+            name in "[a-cA-C._/ -]{0,6}|ä|K|k|\u{212a}",
+        ) {
+            let set = NameSet::new(&patterns).unwrap();
+            prop_assert!(set.all_literal);
+            let in_list = patterns.iter().any(|p| p == &name);
+            prop_assert_eq!(set.matches(&name), in_list);
+            prop_assert_eq!(set.set.is_match(&name), in_list);
+            for p in &patterns {
+                prop_assert!(set.set.is_match(p));
+            }
+        }
     }
 }

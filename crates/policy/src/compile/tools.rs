@@ -39,6 +39,9 @@ impl ToolFacts<'_> {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ToolTable {
     exact: HashMap<String, ToolSpec>,
+    /// The exact entries again, by server then tool (split at the key's first `.`), so that a
+    /// lookup for a server name without a `.` (every valid one) needs no `server.tool` string.
+    by_server: BTreeMap<String, BTreeMap<String, ToolSpec>>,
     globs: Vec<(String, GlobMatcher, ToolSpec)>,
 }
 
@@ -62,6 +65,13 @@ impl ToolTable {
                 }
             } else {
                 table.exact.insert(key.clone(), spec.clone());
+                if let Some((server, tool)) = key.split_once('.') {
+                    table
+                        .by_server
+                        .entry(server.to_owned())
+                        .or_default()
+                        .insert(tool.to_owned(), spec.clone());
+                }
             }
         }
         if errors.is_empty() {
@@ -74,6 +84,15 @@ impl ToolTable {
     /// The facts for `server.tool`: an exact entry wins; otherwise the glob entries, which must
     /// agree (if they do not, the tool is ambiguous and treated as unknown — never the looser one).
     pub(crate) fn lookup(&self, server: &str, tool: &str) -> ToolFacts<'_> {
+        if !server.contains('.') {
+            // `server.tool` splits at its first `.` back into `server` and `tool`.
+            if let Some(spec) = self.by_server.get(server).and_then(|t| t.get(tool)) {
+                return ToolFacts::Declared(spec);
+            }
+            if self.globs.is_empty() {
+                return ToolFacts::Undeclared;
+            }
+        }
         let key = format!("{server}.{tool}");
         if let Some(spec) = self.exact.get(&key) {
             return ToolFacts::Declared(spec);

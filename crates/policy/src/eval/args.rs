@@ -20,8 +20,22 @@ pub(crate) enum ArgLookup<'a> {
 }
 
 /// Fold a key the way lenient servers might when binding arguments (case, compatibility forms).
-fn fold_key(k: &str) -> String {
+pub(crate) fn fold_key(k: &str) -> String {
     k.nfkc().flat_map(char::to_lowercase).collect()
+}
+
+/// Whether `fold_key(k) == folded`, without allocating when `k` is ASCII (the common case):
+/// NFKC leaves ASCII unchanged and `char::to_lowercase` of an ASCII character is its ASCII
+/// lower case, so the fold of an ASCII key is its byte-wise ASCII lower case.
+pub(crate) fn folds_to(k: &str, folded: &str) -> bool {
+    if k.is_ascii() {
+        k.len() == folded.len()
+            && k.bytes()
+                .zip(folded.bytes())
+                .all(|(a, b)| a.to_ascii_lowercase() == b)
+    } else {
+        fold_key(k) == folded
+    }
 }
 
 impl<'a> ArgLookup<'a> {
@@ -33,9 +47,8 @@ impl<'a> ArgLookup<'a> {
             ));
         }
         match arg {
-            ArgRef::Name(name) => {
-                let folded = fold_key(name);
-                if let Some(alias) = args.keys().find(|k| *k != name && fold_key(k) == folded) {
+            ArgRef::Name { name, folded } => {
+                if let Some(alias) = args.keys().find(|k| *k != name && folds_to(k, folded)) {
                     return ArgLookup::Ambiguous(format!(
                         "the call carries `{alias}`, which a server may read as `{name}`"
                     ));
@@ -130,7 +143,7 @@ pub(crate) fn declared_type_problem(
             continue;
         }
         let folded = fold_key(key);
-        if let Some(name) = spec.args.keys().find(|n| fold_key(n) == folded) {
+        if let Some(name) = spec.args.keys().find(|n| folds_to(n, &folded)) {
             return Some(format!(
                 "the call carries `{key}`, which a server may read as the declared argument `{name}`"
             ));

@@ -1,5 +1,8 @@
 //! Evaluating value conditions on arguments, over every reading of every element.
 
+use std::borrow::Cow;
+
+use globset::Candidate;
 use serde_json::Value;
 
 use crate::compile::cond::{Cond, Test};
@@ -7,7 +10,7 @@ use crate::eval::Scope;
 use crate::eval::args::{ArgLookup, DeclaredGroup};
 use crate::model::{ArgKind, JsonType};
 use crate::normalize::path::is_under;
-use crate::normalize::secret::find_secret;
+use crate::normalize::secret::has_secret;
 use crate::normalize::url::{UrlHost, host_is_private};
 use crate::number::Decimal;
 use crate::tri::Tri;
@@ -158,6 +161,20 @@ fn json_type_holds(t: JsonType, v: &Value) -> bool {
     }
 }
 
+/// `s.to_lowercase()`, without allocating when `s` is ASCII with no upper-case letter (the
+/// common case): for ASCII, `to_lowercase` is the ASCII lower case.
+pub(crate) fn lower(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        }
+    } else {
+        Cow::Owned(s.to_lowercase())
+    }
+}
+
 /// Compare a string both exactly and case-folded: a value that differs only by case is a
 /// different reading on a case-insensitive filesystem or service, so the two must agree.
 fn dual(exact: bool, folded: bool) -> Tri {
@@ -208,15 +225,22 @@ fn eval_test(
             })
         }
         Test::Secret(expected) => match elem {
-            Value::String(s) => Tri::from_bool(find_secret(s).is_some() == *expected),
+            Value::String(s) => Tri::from_bool(has_secret(s) == *expected),
             Value::Number(_) | Value::Bool(_) | Value::Null => Tri::from_bool(!*expected),
             _ => mistyped("a string"),
         },
         Test::Glob(g) => with_string(elem, kind, scope, label, &mistyped, |s, is_path| {
+            let candidate = Candidate::new(s);
             if is_path {
-                dual(g.path_exact.is_match(s), g.path_folded.is_match(s))
+                dual(
+                    g.path_exact.is_match_candidate(&candidate),
+                    g.path_folded.is_match_candidate(&candidate),
+                )
             } else {
-                dual(g.text_exact.is_match(s), g.text_folded.is_match(s))
+                dual(
+                    g.text_exact.is_match_candidate(&candidate),
+                    g.text_folded.is_match_candidate(&candidate),
+                )
             }
         }),
         Test::Regex(r) => with_string(elem, kind, scope, label, &mistyped, |s, _| {
@@ -225,17 +249,17 @@ fn eval_test(
         Test::Contains(needle) => with_string(elem, kind, scope, label, &mistyped, |s, _| {
             dual(
                 s.contains(needle.as_str()),
-                s.to_lowercase().contains(&needle.to_lowercase()),
+                lower(s).contains(lower(needle).as_ref()),
             )
         }),
-        Test::Under(bases) => {
+        Test::Under(under) => {
             let Value::String(s) = elem else {
                 return mistyped("a path string");
             };
             over_paths(elem, s, scope, label, |p| {
-                let exact = bases.iter().any(|b| is_under(p, b));
-                let lp = p.to_lowercase();
-                let folded = bases.iter().any(|b| is_under(&lp, &b.to_lowercase()));
+                let exact = under.bases.iter().any(|b| is_under(p, b));
+                let lp = lower(p);
+                let folded = under.folded.iter().any(|b| is_under(&lp, b));
                 dual(exact, folded)
             })
         }
@@ -313,19 +337,18 @@ fn over_paths(
             Tri::Unknown
         }
         Ok(list) => {
-            let results: Vec<Tri> = list.iter().map(|r| f(&r.path)).collect();
-            let combined = Tri::all_or_none(results.iter().copied());
+            // `f` is pure, so the per-reading results are computed again only for the trace.
+            let combined = Tri::all_or_none(list.iter().map(|r| f(&r.path)));
             if combined == Tri::Unknown {
                 scope.note(|| {
                     let detail: Vec<String> = list
                         .iter()
-                        .zip(&results)
-                        .map(|(r, t)| {
+                        .map(|r| {
                             format!(
                                 "`{}` ({:?}) → {}",
                                 r.path,
                                 r.kind,
-                                crate::eval::tri_word(*t)
+                                crate::eval::tri_word(f(&r.path))
                             )
                         })
                         .collect();
@@ -381,8 +404,9 @@ fn equals(
                 let Some(target) = crate::normalize::path::normalize_absolute(e) else {
                     return Tri::from_bool(s == e);
                 };
+                let folded_target = lower(&target);
                 over_paths(elem, s, scope, label, |p| {
-                    dual(p == target, p.to_lowercase() == target.to_lowercase())
+                    dual(p == target, lower(p) == folded_target)
                 })
             } else {
                 Tri::from_bool(s == e)
@@ -419,7 +443,7 @@ fn equals(
 
 /// `paths` / `urls`: a condition on every element of every declared argument of that group.
 pub(crate) fn eval_declared(c: &Cond, scope: &Scope<'_>, group: DeclaredGroup) -> Tri {
-    let spec = match &scope.facts {
+    let spec = match scope.facts {
         crate::compile::tools::ToolFacts::Declared(spec) => spec,
         crate::compile::tools::ToolFacts::Undeclared => return Tri::False,
         crate::compile::tools::ToolFacts::Ambiguous(_) => {
@@ -431,64 +455,109 @@ pub(crate) fn eval_declared(c: &Cond, scope: &Scope<'_>, group: DeclaredGroup) -
         DeclaredGroup::Paths => "paths",
         DeclaredGroup::Urls => "urls",
     };
-    let mut elements: Vec<&Value> = Vec::new();
-    for (name, kind) in &spec.args {
-        if !group.includes(*kind) {
-            continue;
-        }
-        match scope.call.arguments.get(name) {
-            None => {}
-            Some(Value::Array(items)) => elements.extend(items.iter()),
-            Some(v) => elements.push(v),
-        }
-    }
-    if elements.is_empty() {
+    // The elements of every present argument of the group, in declaration order, without
+    // collecting them: a list argument contributes its items, any other value itself.
+    let mut elements = spec
+        .args
+        .iter()
+        .filter(|(_, kind)| group.includes(**kind))
+        .filter_map(|(name, _)| scope.call.arguments.get(name))
+        .flat_map(|v| match v {
+            Value::Array(items) => items.as_slice(),
+            other => std::slice::from_ref(other),
+        })
+        .peekable();
+    if elements.peek().is_none() {
         return Tri::False;
     }
     let kind = Some(group.element_kind());
-    Tri::all_or_none(
-        elements
-            .into_iter()
-            .map(|e| eval_cond(c, e, e, kind, scope, label)),
-    )
+    Tri::all_or_none(elements.map(|e| eval_cond(c, e, e, kind, scope, label)))
 }
 
 /// `values`: a condition on every string anywhere in the arguments.
 pub(crate) fn eval_values(c: &Cond, scope: &Scope<'_>) -> Tri {
-    let mut strings = Vec::new();
-    let mut too_deep = false;
+    // First the shape (too deep, or no string at all), then the strings in document order,
+    // stopping at the first unknown as `Tri::all_or_none` does; nothing is collected.
+    let mut shape = Shape::default();
     for v in scope.call.arguments.values() {
-        collect_strings(v, 0, &mut strings, &mut too_deep);
+        shape.visit(v, 0);
     }
-    if too_deep {
+    if shape.too_deep {
         scope.note(|| {
             format!("values: unknown because the arguments nest deeper than {MAX_VALUES_DEPTH}")
         });
         return Tri::Unknown;
     }
-    if strings.is_empty() {
+    if !shape.any_string {
         return Tri::False;
     }
-    Tri::all_or_none(
-        strings
-            .into_iter()
-            .map(|s| eval_cond(c, s, s, None, scope, "values")),
-    )
+    let mut all = AllOrNone::default();
+    for v in scope.call.arguments.values() {
+        if !each_string(v, &mut |s| {
+            all.push(eval_cond(c, s, s, None, scope, "values"))
+        }) {
+            break;
+        }
+    }
+    all.result()
 }
 
-fn collect_strings<'a>(v: &'a Value, depth: usize, out: &mut Vec<&'a Value>, too_deep: &mut bool) {
-    if depth > MAX_VALUES_DEPTH {
-        *too_deep = true;
-        return;
+#[derive(Default)]
+struct Shape {
+    too_deep: bool,
+    any_string: bool,
+}
+
+impl Shape {
+    fn visit(&mut self, v: &Value, depth: usize) {
+        if depth > MAX_VALUES_DEPTH {
+            self.too_deep = true;
+            return;
+        }
+        match v {
+            Value::String(_) => self.any_string = true,
+            Value::Array(items) => items.iter().for_each(|i| self.visit(i, depth + 1)),
+            Value::Object(map) => map.values().for_each(|i| self.visit(i, depth + 1)),
+            _ => {}
+        }
     }
+}
+
+/// Call `f` on every string in `v` (depth already checked), in document order, while it
+/// returns true; false when `f` asked to stop.
+fn each_string(v: &Value, f: &mut dyn FnMut(&Value) -> bool) -> bool {
     match v {
-        Value::String(_) => out.push(v),
-        Value::Array(items) => items
-            .iter()
-            .for_each(|i| collect_strings(i, depth + 1, out, too_deep)),
-        Value::Object(map) => map
-            .values()
-            .for_each(|i| collect_strings(i, depth + 1, out, too_deep)),
-        _ => {}
+        Value::String(_) => f(v),
+        Value::Array(items) => items.iter().all(|i| each_string(i, f)),
+        Value::Object(map) => map.values().all(|i| each_string(i, f)),
+        _ => true,
+    }
+}
+
+/// `Tri::all_or_none`, fed one result at a time.
+#[derive(Default)]
+struct AllOrNone {
+    any_true: bool,
+    any_false: bool,
+    unknown: bool,
+}
+
+impl AllOrNone {
+    /// Record a result; false once the outcome is unknown whatever follows.
+    fn push(&mut self, r: Tri) -> bool {
+        match r {
+            Tri::True => self.any_true = true,
+            Tri::False => self.any_false = true,
+            Tri::Unknown => self.unknown = true,
+        }
+        !self.unknown
+    }
+
+    fn result(&self) -> Tri {
+        match (self.unknown, self.any_true, self.any_false) {
+            (false, true, false) => Tri::True,
+            (false, false, true) => Tri::False,
+            _ => Tri::Unknown,
+        }
     }
 }

@@ -13,10 +13,10 @@ use crate::normalize::shell::simple_command_words;
 use crate::normalize::url::{UrlReading, url_readings};
 
 type Cached<T> = Rc<Result<T, Uncertain>>;
-type Cache<T> = Rc<RefCell<Vec<(usize, Cached<T>)>>>;
+type Cache<T> = RefCell<Vec<(usize, Cached<T>)>>;
 
 /// A cache keyed by the address of the JSON string being read; the call outlives the cache.
-#[derive(Clone)]
+/// One per evaluation, borrowed by every rule's scope.
 pub(crate) struct Readings<'a> {
     server: &'a ServerInfo,
     resolver: Option<&'a dyn PathResolver>,
@@ -47,9 +47,9 @@ impl<'a> Readings<'a> {
         Readings {
             server,
             resolver,
-            paths: Rc::default(),
-            urls: Rc::default(),
-            words: Rc::default(),
+            paths: RefCell::default(),
+            urls: RefCell::default(),
+            words: RefCell::default(),
         }
     }
 

@@ -118,12 +118,24 @@ pub fn path_readings(raw: &str, ctx: &PathContext<'_>) -> Result<Vec<PathReading
     // Checked on the raw string first so that the closure never works on a huge input.
     check_spelling(raw, raw)?;
 
+    // The common case: an absolute spelling that no transformation changes has one reading,
+    // its lexical form — what the general code below yields for it, without its allocations.
+    if raw.starts_with('/') && ctx.resolver.is_none() && is_fixed_point(raw) {
+        let path = lexical(raw);
+        check_lengths(&path, raw)?;
+        return Ok(vec![PathReading {
+            path,
+            kind: PathReadingKind::Lexical,
+        }]);
+    }
+
     let spellings = closure(raw)?;
 
+    // Deduplicated by a linear scan: there are few readings (at most a few dozen before the
+    // `MAX_READINGS` check), and usually one, so a hash set would cost more than it saves.
     let mut readings: Vec<PathReading> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut push = |reading: PathReading, readings: &mut Vec<PathReading>| {
-        if seen.insert(reading.path.clone()) {
+    let push = |reading: PathReading, readings: &mut Vec<PathReading>| {
+        if !readings.iter().any(|r| r.path == reading.path) {
             readings.push(reading);
         }
     };
@@ -199,6 +211,26 @@ fn too_many_readings(raw: &str) -> Uncertain {
 /// fewest transformations come first. Every spelling is checked, because decoding or folding can
 /// reveal what the raw string hid (`%00`, `%E2%80%8B`, fullwidth `ＣＯＮ`).
 fn closure(raw: &str) -> Result<Vec<Spelling>, Uncertain> {
+    // The common case: a spelling that no transformation changes (no `\\`, no `%`, ASCII so
+    // NFC and NFKC are the identity, nothing for Windows to trim) is its own closure. This is
+    // exactly what the loop below would find, without building and discarding candidates.
+    if is_fixed_point(raw) {
+        return Ok(vec![Spelling {
+            text: raw.to_owned(),
+            kind: PathReadingKind::Lexical,
+            percent_rounds: 0,
+        }]);
+    }
+    closure_search(raw)
+}
+
+/// Whether no transformation of the closure changes `s`.
+fn is_fixed_point(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii() && b != b'\\' && b != b'%') && !needs_windows_trim(s)
+}
+
+/// The closure, by breadth-first search.
+fn closure_search(raw: &str) -> Result<Vec<Spelling>, Uncertain> {
     let mut out: Vec<Spelling> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut queue: VecDeque<Spelling> = VecDeque::new();
@@ -246,10 +278,9 @@ fn closure(raw: &str) -> Result<Vec<Spelling>, Uncertain> {
                 percent_rounds: spelling.percent_rounds,
             });
         }
-        let trimmed = windows_trim(&spelling.text);
-        if trimmed != spelling.text {
+        if needs_windows_trim(&spelling.text) {
             next.push(Spelling {
-                text: trimmed,
+                text: windows_trim(&spelling.text),
                 kind: PathReadingKind::WindowsTrim,
                 percent_rounds: spelling.percent_rounds,
             });
@@ -273,6 +304,9 @@ fn closure(raw: &str) -> Result<Vec<Spelling>, Uncertain> {
 /// One round of percent-decoding, `None` when `s` holds no `%XX` escape. A `%` not followed by
 /// two hex digits stays literal, as most decoders leave it.
 fn percent_decode_once(s: &str, raw: &str) -> Result<Option<String>, Uncertain> {
+    if !s.contains('%') {
+        return Ok(None);
+    }
     let bytes = s.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut changed = false;
@@ -313,6 +347,24 @@ pub(crate) fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
+/// Whether [`windows_trim`] would change `s`: some component ends in a space, or in a dot
+/// without being `.` or `..` (each possibly followed by spaces).
+fn needs_windows_trim(s: &str) -> bool {
+    // On bytes: `/`, `.` and ` ` are ASCII, so they never occur inside a multi-byte character.
+    s.as_bytes().split(|&b| b == b'/').any(|component| {
+        let spaceless = component
+            .iter()
+            .rposition(|&b| b != b' ')
+            .and_then(|last| component.get(..=last))
+            .unwrap_or_default();
+        if spaceless == b"." || spaceless == b".." {
+            spaceless.len() != component.len()
+        } else {
+            matches!(component.last(), Some(b' ' | b'.'))
+        }
+    })
+}
+
 /// Windows strips trailing dots and spaces from every component, so `.env.` and `.env ` open
 /// `.env`; `.. ` is `..`, and a component of only dots such as `...` vanishes.
 fn windows_trim(s: &str) -> String {
@@ -331,6 +383,12 @@ fn windows_trim(s: &str) -> String {
 
 /// Reject what no reading can make certain. Applied to the raw string and to every spelling.
 fn check_spelling(s: &str, raw: &str) -> Result<(), Uncertain> {
+    // ASCII (the common case) has no invisible character, and its control characters are the
+    // C0 range and DEL: one byte scan instead of two passes over chars.
+    if s.is_ascii() && !s.bytes().any(|b| b.is_ascii_control()) {
+        check_windows(s, raw)?;
+        return check_lengths(s, raw);
+    }
     if let Some(c) = s.chars().find(|c| c.is_control()) {
         let what = if c == '\0' { "a nul" } else { "a control" };
         let decoded = if raw.contains(c) {
@@ -401,26 +459,59 @@ fn check_windows(s: &str, raw: &str) -> Result<(), Uncertain> {
     if s.contains(':') {
         return fail("contains `:` (an ntfs alternate data stream or drive)");
     }
-    for component in s.split(['/', '\\']) {
-        if let Some(device) = dos_device(component) {
+    // Components between `/` and `\\` separators, found on bytes (both are ASCII, so every
+    // boundary is a character boundary) rather than by decoding characters. Only a component
+    // that starts with a device name's first letter is looked at further.
+    let bytes = s.as_bytes();
+    let is_separator = |b: u8| b == b'/' || b == b'\\';
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = bytes
+            .iter()
+            .skip(start)
+            .position(|&b| is_separator(b))
+            .map_or(bytes.len(), |n| start.saturating_add(n));
+        if bytes.get(start).is_some_and(|&b| starts_device_name(b))
+            && let Some(device) = s.get(start..end).and_then(dos_device)
+        {
             return fail(&format!("names the dos device `{device}`"));
         }
+        start = end.saturating_add(1);
     }
     Ok(())
+}
+
+/// Whether a component starting with `b` may name a DOS device: every device name starts
+/// with one of these letters, so most components are ruled out by their first byte.
+fn starts_device_name(b: u8) -> bool {
+    matches!(b.to_ascii_uppercase(), b'C' | b'P' | b'A' | b'N' | b'L')
 }
 
 /// The DOS device a component names, if any: `CON`, `nul.txt`, `COM1 .log` all open a device on
 /// Windows, whatever the directory.
 fn dos_device(component: &str) -> Option<String> {
     const DEVICES: &[&str] = &["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"];
+    if !component
+        .as_bytes()
+        .first()
+        .is_some_and(|&b| starts_device_name(b))
+    {
+        return None;
+    }
     let stem = component.split('.').next().unwrap_or(component);
-    let stem = stem.trim_end_matches(' ').to_ascii_uppercase();
+    let stem = stem.trim_end_matches(' ');
+    // Compared ignoring ASCII case rather than upper-cased, so that the common case (no
+    // device) allocates nothing; only a hit builds the upper-case name for the message.
     let numbered = ["COM", "LPT"].iter().any(|prefix| {
-        stem.strip_prefix(prefix).is_some_and(|n| {
-            (n.len() == 1 && n.bytes().all(|b| b.is_ascii_digit())) || ["¹", "²", "³"].contains(&n)
-        })
+        stem.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+            && stem.get(prefix.len()..).is_some_and(|n| {
+                (n.len() == 1 && n.bytes().all(|b| b.is_ascii_digit()))
+                    || ["¹", "²", "³"].contains(&n)
+            })
     });
-    (numbered || DEVICES.contains(&stem.as_str())).then_some(stem)
+    (numbered || DEVICES.iter().any(|d| stem.eq_ignore_ascii_case(d)))
+        .then(|| stem.to_ascii_uppercase())
 }
 
 fn check_lengths(s: &str, raw: &str) -> Result<(), Uncertain> {
@@ -430,7 +521,10 @@ fn check_lengths(s: &str, raw: &str) -> Result<(), Uncertain> {
             shown(raw)
         )));
     }
-    if s.split('/').any(|c| c.len() > MAX_COMPONENT_BYTES) {
+    if s.as_bytes()
+        .split(|&b| b == b'/')
+        .any(|c| c.len() > MAX_COMPONENT_BYTES)
+    {
         return Err(Uncertain::new(format!(
             "path `{}` has a component longer than {MAX_COMPONENT_BYTES} bytes",
             shown(raw)
@@ -487,6 +581,16 @@ fn base_dir(dir: &str, what: &str) -> Result<String, Uncertain> {
 
 /// Resolve `.`, `..` (never above `/`), `//` and trailing `/` in an absolute path.
 fn lexical(absolute: &str) -> String {
+    // Already normal (the common case): absolute, no empty, `.` or `..` component.
+    if let Some(rest) = absolute.strip_prefix('/')
+        && !rest.is_empty()
+        && rest
+            .as_bytes()
+            .split(|&b| b == b'/')
+            .all(|c| !matches!(c, b"" | b"." | b".."))
+    {
+        return absolute.to_owned();
+    }
     let mut parts: Vec<&str> = Vec::new();
     for component in absolute.split('/') {
         match component {

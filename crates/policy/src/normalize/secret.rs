@@ -194,6 +194,12 @@ pub fn find_secret(value: &str) -> Option<SecretKind> {
     )
 }
 
+/// Whether `value` carries any credential: `find_secret(value).is_some()`, but the regex set
+/// may stop at the first match instead of finding which patterns match.
+pub fn has_secret(value: &str) -> bool {
+    DETECTOR.as_ref().is_none_or(|d| d.set.is_match(value))
+}
+
 /// `value` with every detected credential replaced by `[REDACTED:<kind>]`, or `None` when it
 /// carries none. Labels stay readable (`password=[REDACTED:generic_assignment]`) so an auditor
 /// can see what was there without seeing it.

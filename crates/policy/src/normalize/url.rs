@@ -76,8 +76,11 @@ pub fn url_readings(raw: &str) -> Result<Vec<UrlReading>, Uncertain> {
             u32::from(c)
         )));
     }
-    let whatwg = whatwg_reading(raw)?;
-    let rfc = rfc3986_reading(raw)?;
+    // The two parsers usually agree on the host's text: classify it once (`classify_host` is a
+    // pure function of the text and `raw`) and let the second reading reuse the result.
+    let mut memo: Option<(String, UrlHost)> = None;
+    let whatwg = whatwg_reading(raw, &mut memo)?;
+    let rfc = rfc3986_reading(raw, memo.as_ref())?;
     let same = whatwg.scheme == rfc.scheme
         && whatwg.host == rfc.host
         && whatwg.port == rfc.port
@@ -89,7 +92,10 @@ pub fn url_readings(raw: &str) -> Result<Vec<UrlReading>, Uncertain> {
     Ok(readings)
 }
 
-fn whatwg_reading(raw: &str) -> Result<UrlReading, Uncertain> {
+fn whatwg_reading(
+    raw: &str,
+    memo: &mut Option<(String, UrlHost)>,
+) -> Result<UrlReading, Uncertain> {
     let url = Url::parse(raw)
         .map_err(|e| Uncertain::new(format!("url `{}` does not parse: {e}", shown(raw))))?;
     let scheme = url.scheme().to_ascii_lowercase();
@@ -98,7 +104,11 @@ fn whatwg_reading(raw: &str) -> Result<UrlReading, Uncertain> {
         Some(Host::Domain("")) => None,
         // Opaque hosts of non-special schemes keep their percent-encoding and numeric
         // spellings (`foo://0x7f.1`): classify them as a resolver would.
-        Some(Host::Domain(name)) => Some(classify_host(name, raw)?),
+        Some(Host::Domain(name)) => {
+            let host = classify_host(name, raw)?;
+            *memo = Some((name.to_owned(), host.clone()));
+            Some(host)
+        }
         Some(Host::Ipv4(v4)) => Some(UrlHost::Ip(IpAddr::V4(v4))),
         Some(Host::Ipv6(v6)) => Some(UrlHost::Ip(IpAddr::V6(v6))),
     };
@@ -114,7 +124,7 @@ fn whatwg_reading(raw: &str) -> Result<UrlReading, Uncertain> {
     })
 }
 
-fn rfc3986_reading(raw: &str) -> Result<UrlReading, Uncertain> {
+fn rfc3986_reading(raw: &str, memo: Option<&(String, UrlHost)>) -> Result<UrlReading, Uncertain> {
     let (scheme, rest) = raw
         .split_once(':')
         .ok_or_else(|| Uncertain::new(format!("url `{}` has no scheme", shown(raw))))?;
@@ -165,7 +175,10 @@ fn rfc3986_reading(raw: &str) -> Result<UrlReading, Uncertain> {
     let host = if host_text.is_empty() {
         None
     } else {
-        Some(classify_host(host_text, raw)?)
+        match memo {
+            Some((text, host)) if text == host_text => Some(host.clone()),
+            _ => Some(classify_host(host_text, raw)?),
+        }
     };
     require_host(&scheme, host.as_ref(), raw)?;
     let port = match port_text {

@@ -688,3 +688,71 @@ mod properties {
         }
     }
 }
+
+/// The shortcuts taken for speed against the plain forms they replace.
+mod shortcuts {
+    use proptest::prelude::*;
+
+    use super::super::{
+        closure_search, dos_device, is_fixed_point, lexical, needs_windows_trim, windows_trim,
+    };
+
+    /// `lexical` before its already-normal shortcut.
+    fn lexical_reference(absolute: &str) -> String {
+        let mut parts: Vec<&str> = Vec::new();
+        for component in absolute.split('/') {
+            match component {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                other => parts.push(other),
+            }
+        }
+        format!("/{}", parts.join("/"))
+    }
+
+    /// `dos_device` before it stopped upper-casing every component.
+    fn dos_device_reference(component: &str) -> Option<String> {
+        const DEVICES: &[&str] = &["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"];
+        let stem = component.split('.').next().unwrap_or(component);
+        let stem = stem.trim_end_matches(' ').to_ascii_uppercase();
+        let numbered = ["COM", "LPT"].iter().any(|prefix| {
+            stem.strip_prefix(prefix).is_some_and(|n| {
+                (n.len() == 1 && n.bytes().all(|b| b.is_ascii_digit()))
+                    || ["¹", "²", "³"].contains(&n)
+            })
+        });
+        (numbered || DEVICES.contains(&stem.as_str())).then_some(stem)
+    }
+
+    const PATHISH: &str = "(/|\\\\|\\.|\\.\\.| |%2e|%|a|B|con|Com1|lpT²|nul\\.txt|é|．|~|:){0,8}";
+
+    proptest! {
+        #[test]
+        fn a_fixed_point_is_its_own_closure(raw in PATHISH) {
+            if is_fixed_point(&raw) && let Ok(spellings) = closure_search(&raw) {
+                let texts: Vec<&str> = spellings.iter().map(|s| s.text.as_str()).collect();
+                prop_assert_eq!(texts, vec![raw.as_str()]);
+            }
+        }
+
+        #[test]
+        fn needs_windows_trim_agrees_with_windows_trim(raw in PATHISH) {
+            prop_assert_eq!(needs_windows_trim(&raw), windows_trim(&raw) != raw);
+        }
+
+        #[test]
+        fn lexical_agrees_with_its_reference(raw in PATHISH) {
+            let absolute = format!("/{raw}");
+            prop_assert_eq!(lexical(&absolute), lexical_reference(&absolute));
+        }
+
+        #[test]
+        fn dos_device_agrees_with_its_reference(raw in PATHISH) {
+            for component in raw.split(['/', '\\']) {
+                prop_assert_eq!(dos_device(component), dos_device_reference(component));
+            }
+        }
+    }
+}

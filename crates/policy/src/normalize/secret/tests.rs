@@ -3,10 +3,13 @@
 
 use regex::Regex;
 
-use super::{PATTERNS, SecretKind, find_secret, redact_secrets};
+use super::{PATTERNS, SecretKind, find_secret, has_secret, redact_secrets};
 
 fn found(value: &str) -> Option<SecretKind> {
-    find_secret(value)
+    let kind = find_secret(value);
+    // The evaluator's yes/no question must agree with `find_secret` on every value tested.
+    assert_eq!(has_secret(value), kind.is_some(), "{value:?}");
+    kind
 }
 
 #[test]

@@ -144,8 +144,11 @@ enum Kind {
     Other,
 }
 
+/// One `tools` entry: key, effect, and argument kinds.
+type ToolRow = (&'static str, &'static str, &'static [(&'static str, Kind)]);
+
 /// The same `tools` table as the policy: (key, effect, arguments).
-const TOOLS: &[(&str, &str, &[(&str, Kind)])] = &[
+const TOOLS: &[ToolRow] = &[
     ("fs.read_text_file", "read", &[("path", Kind::Path)]),
     (
         "fs.read_multiple_files",

@@ -144,11 +144,11 @@ enum Kind {
     Other,
 }
 
-/// One `tools` entry: key, effect, and argument kinds.
-type ToolRow = (&'static str, &'static str, &'static [(&'static str, Kind)]);
+/// A tool's arguments and what each one is.
+type ArgKinds = &'static [(&'static str, Kind)];
 
 /// The same `tools` table as the policy: (key, effect, arguments).
-const TOOLS: &[ToolRow] = &[
+const TOOLS: &[(&str, &str, ArgKinds)] = &[
     ("fs.read_text_file", "read", &[("path", Kind::Path)]),
     (
         "fs.read_multiple_files",
@@ -184,7 +184,7 @@ const TOOLS: &[ToolRow] = &[
     ("shell.run", "exec", &[("command", Kind::Other)]),
 ];
 
-type ToolTable = HashMap<&'static str, (&'static str, &'static [(&'static str, Kind)])>;
+type ToolTable = HashMap<&'static str, (&'static str, ArgKinds)>;
 
 fn tool_table() -> ToolTable {
     TOOLS.iter().map(|(k, e, a)| (*k, (*e, *a))).collect()

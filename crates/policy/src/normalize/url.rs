@@ -62,14 +62,25 @@ pub fn url_readings(raw: &str) -> Result<Vec<UrlReading>, Uncertain> {
         return Err(Uncertain::new("empty url"));
     }
     // WHATWG parsers silently drop tabs and newlines and trim spaces; others stop at them.
-    if let Some(c) = raw.chars().find(|&c| c.is_control() || c.is_whitespace()) {
+    // Printable ASCII (the common case) has neither, nor any invisible character: one byte scan
+    // decides it, and only other strings are searched character by character.
+    let printable_ascii = raw.bytes().all(|b| b.is_ascii_graphic());
+    if let Some(c) = raw
+        .chars()
+        .take_while(|_| !printable_ascii)
+        .find(|&c| c.is_control() || c.is_whitespace())
+    {
         return Err(Uncertain::new(format!(
             "url `{}` contains whitespace or a control character (U+{:04X})",
             shown(raw),
             u32::from(c)
         )));
     }
-    if let Some(c) = raw.chars().find(|&c| is_invisible(c)) {
+    if let Some(c) = raw
+        .chars()
+        .take_while(|_| !printable_ascii)
+        .find(|&c| is_invisible(c))
+    {
         return Err(Uncertain::new(format!(
             "url `{}` contains an invisible or bidirectional-control character (U+{:04X})",
             shown(raw),
@@ -248,8 +259,10 @@ fn classify_host(text: &str, raw: &str) -> Result<UrlHost, Uncertain> {
         return parse_lenient_ip(text).map(UrlHost::Ip).ok_or_else(invalid);
     }
     let decoded = percent_decode_host(text, raw)?;
+    let printable_ascii = decoded.bytes().all(|b| b.is_ascii_graphic());
     if let Some(c) = decoded
         .chars()
+        .take_while(|_| !printable_ascii)
         .find(|&c| c.is_control() || c.is_whitespace() || is_invisible(c))
     {
         return Err(Uncertain::new(format!(
@@ -258,7 +271,12 @@ fn classify_host(text: &str, raw: &str) -> Result<UrlHost, Uncertain> {
             u32::from(c)
         )));
     }
-    let lowered = decoded.to_lowercase();
+    // For ASCII, `to_lowercase` is the ASCII lower case.
+    let lowered = if printable_ascii {
+        decoded.to_ascii_lowercase()
+    } else {
+        decoded.to_lowercase()
+    };
     let name = lowered.strip_suffix('.').unwrap_or(&lowered);
     if name.is_empty() {
         return Err(invalid());

@@ -6,8 +6,6 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use portcullis_store::{Approval, ApprovalStore, Channel, Receipt, Resolution, ResolveError};
 
-use crate::policy_file::DEFAULT_POLICY;
-
 /// Resolve the calls the policy holds for a human (`decision: require_approval`).
 ///
 /// A call that needs an approval gets a pending approval bound to the exact call (server, tool,
@@ -91,26 +89,7 @@ struct Decide {
 
 /// The state directory from --state-dir or --policy.
 pub(crate) fn locate(state: &StateArgs) -> Result<PathBuf> {
-    if let Some(dir) = &state.state_dir {
-        return Ok(dir.clone());
-    }
-    let policy_path = state
-        .policy
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY));
-    let (policy, _) = portcullis_gateway::load_policy(&policy_path)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| {
-            format!(
-                "cannot find the state directory through `{}`",
-                policy_path.display()
-            )
-        })?;
-    Ok(portcullis_gateway::state_dir(
-        &policy_path,
-        &policy,
-        None::<&Path>,
-    ))
+    crate::policy_file::locate_state_dir(state.policy.as_deref(), state.state_dir.as_deref())
 }
 
 /// Opens the approvals of an existing state directory.

@@ -1,14 +1,12 @@
 //! `portcullis audit`: verify, read and export the audit chain.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use portcullis_store::{AuditEntry, SqliteStore};
-
-use crate::policy_file::DEFAULT_POLICY;
 
 /// How often `audit tail --follow` looks for new records.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
@@ -90,26 +88,7 @@ pub(crate) fn run(args: &AuditArgs) -> Result<u8> {
 }
 
 fn locate(args: &AuditArgs) -> Result<PathBuf> {
-    if let Some(dir) = &args.state_dir {
-        return Ok(dir.clone());
-    }
-    let policy_path = args
-        .policy
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY));
-    let (policy, _) = portcullis_gateway::load_policy(&policy_path)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| {
-            format!(
-                "cannot find the state directory through `{}`",
-                policy_path.display()
-            )
-        })?;
-    Ok(portcullis_gateway::state_dir(
-        &policy_path,
-        &policy,
-        None::<&Path>,
-    ))
+    crate::policy_file::locate_state_dir(args.policy.as_deref(), args.state_dir.as_deref())
 }
 
 fn verify(store: &SqliteStore) -> Result<u8> {

@@ -55,3 +55,26 @@ pub(crate) fn read_input(spec: &str) -> Result<Vec<u8>> {
         Ok(spec.as_bytes().to_vec())
     }
 }
+
+/// The state directory for commands that read state (`audit`, `approvals`, `lease`): `--state-dir`
+/// when given, else the one the policy names (its `state_dir`, else `.portcullis/` beside it), with
+/// `--policy` defaulting to `./portcullis.yaml`.
+pub(crate) fn locate_state_dir(policy: Option<&Path>, state_dir: Option<&Path>) -> Result<PathBuf> {
+    if let Some(dir) = state_dir {
+        return Ok(dir.to_path_buf());
+    }
+    let policy_path = policy.map_or_else(|| PathBuf::from(DEFAULT_POLICY), Path::to_path_buf);
+    let (policy, _) = portcullis_gateway::load_policy(&policy_path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| {
+            format!(
+                "cannot find the state directory through `{}`",
+                policy_path.display()
+            )
+        })?;
+    Ok(portcullis_gateway::state_dir(
+        &policy_path,
+        &policy,
+        None::<&Path>,
+    ))
+}

@@ -60,6 +60,7 @@ mod clock;
 mod error;
 mod event;
 mod key;
+mod queue;
 mod sqlite;
 
 pub use chain::{
@@ -67,6 +68,5 @@ pub use chain::{
 };
 pub use error::StoreError;
 pub use event::{AuditEntry, AuditEvent, AuditKind};
-pub use sqlite::{
-    DB_FILE, Grant, PinRecord, PinStatus, QUEUE_CAPACITY, Reservation, Reserved, SqliteStore,
-};
+pub use queue::QUEUE_CAPACITY;
+pub use sqlite::{DB_FILE, Grant, PinRecord, PinStatus, Reservation, Reserved, SqliteStore};

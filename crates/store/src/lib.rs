@@ -60,13 +60,20 @@ mod clock;
 mod error;
 mod event;
 mod key;
+mod pg;
 mod queue;
 mod sqlite;
+mod store;
 
 pub use chain::{
     GENESIS_HASH, VerifyProblem, VerifyProblemKind, VerifyReport, head_message, record_hash,
 };
 pub use error::StoreError;
 pub use event::{AuditEntry, AuditEvent, AuditKind};
+pub use pg::{
+    OP_WAIT, POOL_SIZE, PgStore, SchemaStatus, check_schema, is_postgres_url, migrate_schema,
+    redact_url,
+};
 pub use queue::QUEUE_CAPACITY;
 pub use sqlite::{DB_FILE, Grant, PinRecord, PinStatus, Reservation, Reserved, SqliteStore};
+pub use store::Store;

@@ -27,6 +27,7 @@ use crate::key;
 use crate::queue::AppendQueue;
 use writer::Writer;
 
+pub(crate) use counters::now_seconds;
 pub use counters::{Grant, Reservation, Reserved};
 pub use pins::{PinRecord, PinStatus};
 
@@ -126,6 +127,15 @@ impl SqliteStore {
     /// an async runtime (the CLI, tests). Inside one, use [`append`](Self::append).
     pub fn append_blocking(&self, event: AuditEvent) -> Result<AuditEntry, StoreError> {
         self.queue.append_blocking(event)
+    }
+
+    pub(crate) fn queue(&self) -> &AppendQueue {
+        &self.queue
+    }
+
+    /// This store's public key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.verifying_key
     }
 
     /// The last `n` records, oldest first.

@@ -149,4 +149,3 @@ fn to_sql_seq(seq: u64) -> Result<i64, StoreError> {
         what: "the audit sequence number does not fit SQLite's integer",
     })
 }
-

@@ -32,13 +32,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use portcullis_store::SqliteStore;
 use portcullis_transport::HostGuard;
 
 pub use route::NAMESPACE_SEPARATOR;
 
 use crate::auth::Authenticator;
-use crate::config::{load_policy, state_dir};
+use crate::config::{load_policy, open_store};
 use crate::error::GatewayError;
 use crate::selftest::self_test;
 use route::ClientSession;
@@ -68,6 +67,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Overrides the policy's `state_dir`.
     pub state_dir: Option<PathBuf>,
+    /// Overrides the policy's `store` (a `postgres://` URL for shared state).
+    pub store: Option<String>,
     /// Hosts and origins accepted beyond loopback.
     pub guard: HostGuard,
     /// The externally visible base URL (`https://mcp.example.com`) when behind a proxy; used in
@@ -118,18 +119,15 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
             options.listen
         )));
     }
-    let state = state_dir(&options.policy, &policy, options.state_dir.as_deref());
-    let store = SqliteStore::open(&state).map_err(|source| GatewayError::StateDir {
-        path: state.clone(),
-        source,
-    })?;
     // Held calls of HTTP sessions are resolved like stdio ones: `portcullis approvals` on this
-    // state directory, or a lease.
-    let approvals =
-        portcullis_store::ApprovalStore::open(&state).map_err(|source| GatewayError::StateDir {
-            path: state.clone(),
-            source,
-        })?;
+    // state, or a lease. With a shared store any instance's admin API resolves them.
+    let (store, state) = open_store(
+        &options.policy,
+        &policy,
+        options.state_dir.as_deref(),
+        options.store.as_deref(),
+    )?;
+    let store = Arc::new(store);
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| GatewayError::Io {
@@ -151,8 +149,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
             policy: Arc::new(policy),
             policy_path: options.policy.clone(),
             policy_text,
-            store: Arc::new(store),
-            approvals: Arc::new(approvals),
+            store: Arc::clone(&store),
+            approvals: store,
         },
         auth,
         guard: options.guard.clone(),
@@ -170,8 +168,9 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         } else {
             "API keys required"
         },
-        state.display()
+        app.ctx.store.location()
     );
+    let _ = state;
     let reaper = tokio::spawn(reap_idle(Arc::clone(&app)));
     let router = http::router(Arc::clone(&app));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -10,6 +10,7 @@
 //! A worker connects on first use and again after its connection broke, so the store recovers by
 //! itself when PostgreSQL comes back: the first call after an outage just connects anew.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -38,11 +39,19 @@ struct Slot {
     target: Arc<str>,
     statement_timeout: Duration,
     client: Option<Client>,
+    /// Bumped by any worker that finds its connection broken: after an outage every other
+    /// connection of the pool is broken too (the server restarted), but a connection only learns
+    /// that when a query on it fails. Reconnecting them all at once costs one failed call per
+    /// outage instead of one per connection.
+    generation: Arc<AtomicU64>,
+    /// The generation this slot's connection was made in.
+    made_in: u64,
 }
 
 impl Slot {
     fn client(&mut self) -> Result<&mut Client, StoreError> {
-        if self.client.as_ref().is_some_and(Client::is_closed) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.client.as_ref().is_some_and(Client::is_closed) || self.made_in != generation {
             self.client = None;
         }
         if self.client.is_none() {
@@ -62,10 +71,19 @@ impl Slot {
                 ))
                 .map_err(|e| StoreError::postgres(&self.target, "setting timeouts", e))?;
             self.client = Some(client);
+            self.made_in = generation;
         }
         self.client.as_mut().ok_or(StoreError::Bug {
             what: "a pool connection vanished",
         })
+    }
+
+    /// After a task: a connection that broke is dropped, and the others are told.
+    fn check(&mut self) {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -89,6 +107,7 @@ impl Pool {
         let queue = Arc::new(Mutex::new(queue));
         let config = Arc::new(config.clone());
         let target: Arc<str> = Arc::from(target);
+        let generation = Arc::new(AtomicU64::new(0));
         let mut workers = Vec::with_capacity(size);
         for n in 0..size {
             let queue = Arc::clone(&queue);
@@ -97,6 +116,8 @@ impl Pool {
                 target: Arc::clone(&target),
                 statement_timeout: settings.statement_timeout,
                 client: None,
+                generation: Arc::clone(&generation),
+                made_in: 0,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("portcullis-pg-{n}"))
@@ -128,6 +149,7 @@ impl Pool {
         let (reply, result) = std::sync::mpsc::channel();
         let task: Task = Box::new(move |slot: &mut Slot| {
             let outcome = slot.client().and_then(f);
+            slot.check();
             // A caller that stopped waiting is not an error here.
             let _ = reply.send(outcome);
         });

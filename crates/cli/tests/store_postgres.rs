@@ -338,3 +338,179 @@ fn a_store_outage_denies_everything_and_service_resumes_with_nothing_lost() {
     let (code, out, err) = world.cli("a", &["audit", "verify"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+fn portcullis(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .env_remove("PORTCULLIS_STORE")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn store_check_and_migrate_report_versions_and_refuse_bad_input() {
+    let url = fresh_database().unwrap();
+    let (code, out, _) = portcullis(&["store", "check", "--store", &url]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("schema version 0, this build uses 1"), "{out}");
+    assert!(
+        out.contains("help: run `portcullis store migrate`"),
+        "{out}"
+    );
+    let (code, out, err) = portcullis(&["store", "migrate", "--store", &url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("migrated the schema from version 0 to 1"),
+        "{out}"
+    );
+    let (code, out, _) = portcullis(&["store", "migrate", "--store", &url]);
+    assert_eq!(code, 0);
+    assert!(out.contains("schema version 1 is up to date"), "{out}");
+    let (code, out, _) = portcullis(&["store", "check", "--store", &url]);
+    assert_eq!(code, 0, "{out}");
+
+    // Malformed, wrong scheme, unreachable: a clear error, exit 2, and never the password.
+    let (code, _, err) = portcullis(&["store", "check", "--store", "mysql://u:pw@db/p"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("the scheme `mysql` is not supported"), "{err}");
+    assert!(err.contains("mysql://u:***@db/p"), "{err}");
+    let (code, _, err) = portcullis(&["store", "check", "--store", "postgres://u@h:port/db"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("is not usable"), "{err}");
+    let nowhere = tempfile::tempdir().unwrap();
+    let dead = format!(
+        "postgres://u:pw@{}/db",
+        nowhere.path().display().to_string().replace('/', "%2F")
+    );
+    let (code, _, err) = portcullis(&["store", "check", "--store", &dead]);
+    assert_eq!(code, 2);
+    assert!(err.contains("connecting failed"), "{err}");
+    assert!(err.contains("check that the server is running"), "{err}");
+    assert!(!err.contains(":pw@"), "{err}");
+
+    // A schema from a newer portcullis: check says so, migrate and serve refuse.
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute("UPDATE portcullis_schema SET version = 7")
+        .unwrap();
+    let (code, out, _) = portcullis(&["store", "check", "--store", &url]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("schema version 7 is newer than this build knows (1)"),
+        "{out}"
+    );
+    let (code, _, err) = portcullis(&["store", "migrate", "--store", &url]);
+    assert_eq!(code, 2);
+    assert!(err.contains("has schema version 7"), "{err}");
+    let world = World::new(url.clone());
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--policy"])
+        .arg(world.root.join("portcullis.yaml"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("PORTCULLIS_TEST_STORE", &url)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("has schema version 7"), "{err}");
+    assert!(err.contains("help: upgrade portcullis"), "{err}");
+}
+
+fn sample_event(n: u64) -> portcullis_store::AuditEvent {
+    portcullis_store::AuditEvent {
+        kind: portcullis_store::AuditKind::Decision,
+        time: String::new(),
+        decision_id: format!("d-{n}"),
+        session: "s-1".to_owned(),
+        principal: None,
+        agent: None,
+        run: None,
+        server: "echo".to_owned(),
+        tool: Some("echo".to_owned()),
+        method: "tools/call".to_owned(),
+        effect: Some("read".to_owned()),
+        args_digest: None,
+        args_redacted: Some(json!({"text": format!("t{n}")})),
+        decision: Some("allow".to_owned()),
+        enforced: true,
+        rules: vec!["echo-ok".to_owned()],
+        reason: None,
+        reason_class: None,
+        policy_sha256: None,
+        approval_id: None,
+        lease_id: None,
+        outcome: None,
+        duration_us: None,
+    }
+}
+
+#[test]
+fn store_copy_moves_a_sqlite_state_into_postgres_and_verifies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    {
+        let store = portcullis_store::Store::open(&state, None).unwrap();
+        for n in 0..25 {
+            store.append_blocking(sample_event(n)).unwrap();
+        }
+        store
+            .reserve(&[portcullis_store::Reservation {
+                key: "ten-calls|global".to_owned(),
+                per_seconds: 3600,
+                amount: 3,
+                max: 10,
+            }])
+            .unwrap();
+        store
+            .grant_lease(&portcullis_store::NewLease {
+                id: "l-1".to_owned(),
+                session: None,
+                principal: Some("alice".to_owned()),
+                server: None,
+                tool: "write_*".to_owned(),
+                args_under: vec![],
+                ttl_ms: 3_600_000,
+                max_calls: 4,
+                granted_by: "bob".to_owned(),
+                note: None,
+            })
+            .unwrap();
+    }
+    let url = fresh_database().unwrap();
+    let from = state.to_str().unwrap();
+    let (code, out, err) = portcullis(&["store", "copy", "--from", from, "--to", &url]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("25 audit records (chain verified)"), "{out}");
+    assert!(out.contains("1 leases"), "{out}");
+    assert!(out.contains("1 counters"), "{out}");
+    let (code, out, err) = portcullis(&["audit", "verify", "--state-dir", from, "--store", &url]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("audit chain ok: 25 records"), "{out}");
+    let (code, out, _) = portcullis(&["lease", "list", "--state-dir", from, "--store", &url]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("l-1"), "{out}");
+    // The copied counter keeps counting in PostgreSQL.
+    let pg = portcullis_store::Store::open(&dir.path().join("other"), Some(&url)).unwrap();
+    assert_eq!(pg.counter("ten-calls|global", 3600).unwrap(), 3);
+    // Never into a database that already holds state; never from a directory without one.
+    let (code, _, err) = portcullis(&["store", "copy", "--from", from, "--to", &url]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already holds gateway state"), "{err}");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (code, _, err) = portcullis(&[
+        "store",
+        "copy",
+        "--from",
+        empty.to_str().unwrap(),
+        "--to",
+        &url,
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("there is no `state.db`"), "{err}");
+}

@@ -231,6 +231,16 @@ pub enum StoreError {
         supported: i64,
     },
 
+    /// `portcullis store copy` refused to start.
+    #[error(
+        "cannot copy the state: {what}\n\
+         help: copy a gateway's state directory (with `state.db`) into a new, empty database"
+    )]
+    CopyRefused {
+        /// Why.
+        what: String,
+    },
+
     /// An invariant of the store was violated.
     #[error("internal error in the audit store: {what}; this is a bug, please report")]
     Bug {

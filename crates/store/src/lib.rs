@@ -57,6 +57,7 @@ pub use sqlite::approvals::{ApprovalStore, Created, SESSION_STALE_MS, Taken};
 // approvals: end
 mod chain;
 mod clock;
+mod copy;
 mod error;
 mod event;
 mod key;
@@ -68,6 +69,7 @@ mod store;
 pub use chain::{
     GENESIS_HASH, VerifyProblem, VerifyProblemKind, VerifyReport, head_message, record_hash,
 };
+pub use copy::{CopyReport, copy_sqlite_to_postgres};
 pub use error::StoreError;
 pub use event::{AuditEntry, AuditEvent, AuditKind};
 pub use pg::{

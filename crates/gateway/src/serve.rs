@@ -121,7 +121,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
     }
     // Held calls of HTTP sessions are resolved like stdio ones: `portcullis approvals` on this
     // state, or a lease. With a shared store any instance's admin API resolves them.
-    let (store, state) = open_store(
+    let (store, _state) = open_store(
         &options.policy,
         &policy,
         options.state_dir.as_deref(),
@@ -170,7 +170,6 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         },
         app.ctx.store.location()
     );
-    let _ = state;
     let reaper = tokio::spawn(reap_idle(Arc::clone(&app)));
     let router = http::router(Arc::clone(&app));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

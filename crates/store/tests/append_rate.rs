@@ -24,6 +24,7 @@ use portcullis_store::{AuditEvent, AuditKind, Reservation, Store};
 const APPENDS: usize = 20_000;
 const IN_FLIGHT: usize = 256;
 const RESERVATIONS: usize = 4_000;
+const SEQUENTIAL: usize = 300;
 const THREADS: usize = 16;
 
 fn event(i: usize) -> AuditEvent {
@@ -73,6 +74,12 @@ fn measure(name: &str, stores: &[Arc<Store>]) {
         }
     });
     let appends = APPENDS as f64 / start.elapsed().as_secs_f64();
+    // One at a time: the commit latency a lone call pays.
+    let start = Instant::now();
+    for i in 0..SEQUENTIAL {
+        stores[i % stores.len()].append_blocking(event(i)).unwrap();
+    }
+    let lone_ms = start.elapsed().as_secs_f64() * 1000.0 / SEQUENTIAL as f64;
     let batches: u64 = stores.iter().map(|s| s.batches_committed()).sum();
     let start = Instant::now();
     let threads: Vec<_> = (0..THREADS)
@@ -97,7 +104,7 @@ fn measure(name: &str, stores: &[Arc<Store>]) {
     }
     let reserves = RESERVATIONS as f64 / start.elapsed().as_secs_f64();
     println!(
-        "{name}: {appends:.0} audit appends/s ({APPENDS} appends in {batches} batches, {IN_FLIGHT} in flight); {reserves:.0} counter reservations/s ({THREADS} threads, 4 hot counters)"
+        "{name}: {appends:.0} audit appends/s ({APPENDS} appends in {batches} batches, {IN_FLIGHT} in flight); {lone_ms:.2} ms per append one at a time; {reserves:.0} counter reservations/s ({THREADS} threads, 4 hot counters)"
     );
     assert!(stores[0].verify().unwrap().ok);
 }

@@ -306,16 +306,12 @@ pub fn copy_sqlite_to_postgres(state_dir: &Path, url: &str) -> Result<CopyReport
             *count = count.saturating_add(1);
         }
     }
-    tx.execute(
-        "INSERT INTO audit_signers (public_key, added_at, note) VALUES ($1, $2, $3)
-         ON CONFLICT (public_key) DO NOTHING",
-        &[
-            &signer,
-            &crate::clock::now_ms(),
-            &"copied from a SQLite state directory",
-        ],
-    )
-    .map_err(err("registering the source's key"))?;
+    crate::pg::register_signer(
+        &mut tx,
+        &target,
+        &signer,
+        "copied from a SQLite state directory",
+    )?;
     if let Some((seq, hash, signature)) = head {
         tx.execute(
             "INSERT INTO chain_head (id, seq, hash, signature, signer) VALUES (1, $1, $2, $3, $4)",

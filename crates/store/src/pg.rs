@@ -7,7 +7,8 @@
 //!   linear whichever instance appends; an append is acknowledged after its transaction committed
 //!   (group commit as on SQLite, see `queue.rs`);
 //! - the chain head is signed by the instance that appended last, and carries that instance's
-//!   public key; the keys that may sign are registered in `audit_signers` (decision 0008);
+//!   public key; the keys that may sign are registered in `audit_signers` when they first sign
+//!   (decision 0008);
 //! - counters, approvals and leases change under row locks or with single conditional updates.
 //!
 //! Every operation runs on a pool thread with a statement timeout, and a caller waits at most
@@ -131,8 +132,9 @@ fn target_of(config: &Config) -> String {
 }
 
 impl PgStore {
-    /// Connects to the database at `url`, brings its schema up to date and registers this
-    /// instance's signing key (from `state_dir/signing.key`, created if missing).
+    /// Connects to the database at `url` and brings its schema up to date. This instance's
+    /// signing key (`state_dir/signing.key`, created if missing) is registered as a signer when
+    /// it first signs a chain head or a receipt, so commands that only read register nothing.
     pub fn open(url: &str, state_dir: &Path) -> Result<PgStore, StoreError> {
         crate::sqlite::create_state_dir(state_dir)?;
         let key = key::load_or_create(state_dir)?;
@@ -150,8 +152,6 @@ impl PgStore {
         pool.run("migrating the schema", move |client| {
             schema::migrate(client, &target).map(|_| ())
         })?;
-        let public = hex::encode(key.verifying_key().to_bytes());
-        audit::register_signer(&pool, public, "a gateway instance's key")?;
         let writer_pool = Pool::start(
             &config,
             pool.target(),
@@ -202,6 +202,8 @@ impl PgStore {
         })
     }
 }
+
+pub(crate) use audit::register as register_signer;
 
 /// A registered signer's key from its hex form (`None` when it is not a valid key).
 pub(crate) fn audit_key(hex_key: &str) -> Option<VerifyingKey> {

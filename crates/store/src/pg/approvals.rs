@@ -334,6 +334,12 @@ impl PgStore {
                 return Ok(Err(refused));
             }
             let receipt = signed_receipt(&approval, &resolution, now, &key)?;
+            super::audit::register(
+                &mut tx,
+                &target,
+                &receipt.public_key,
+                "a gateway instance's key",
+            )?;
             let json = serde_json::to_string(&receipt).map_err(|_| StoreError::Bug {
                 what: "a receipt could not be serialized",
             })?;

@@ -4,7 +4,8 @@
 //! are written one after another and each one continues the chain where the previous one (of
 //! whichever instance) ended. Before writing, the writer checks that the last record is the one
 //! the signed head names and that the head's signature verifies with the head's signer key, which
-//! must be a registered signer — the same refusal to re-sign a tampered tail as on SQLite.
+//! must be a registered signer — the same refusal to re-sign a tampered tail as on SQLite. An
+//! instance registers its key with the first head it signs.
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use postgres::{Client, Transaction};
@@ -83,6 +84,11 @@ fn write(
     }
     let signature = sign_head(key, seq, &prev);
     let signer = hex::encode(key.verifying_key().to_bytes());
+    if ours.is_none() {
+        // The first head this instance signs: its key becomes a registered signer, in the
+        // same transaction (readers such as `portcullis audit verify` never register one).
+        register(&mut tx, target, &signer, "a gateway instance's key")?;
+    }
     put_head(&mut tx, target, seq, &prev, &signature, &signer)?;
     tx.commit().map_err(err("committing audit records"))?;
     Ok((entries, (seq, prev, signature, signer)))
@@ -194,22 +200,20 @@ fn position(
     }
 }
 
-/// Registers `public_key` as a key that may sign the chain head (idempotent).
-pub(crate) fn register_signer(
-    pool: &Pool,
-    public_key: String,
-    note: &'static str,
+/// Registers `public_key` as a key that may sign chain heads and receipts (idempotent).
+pub(crate) fn register(
+    tx: &mut Transaction<'_>,
+    target: &str,
+    public_key: &str,
+    note: &str,
 ) -> Result<(), StoreError> {
-    let target = pool.target().to_owned();
-    pool.run("registering the signing key", move |c| {
-        c.execute(
-            "INSERT INTO audit_signers (public_key, added_at, note) VALUES ($1, $2, $3)
-             ON CONFLICT (public_key) DO NOTHING",
-            &[&public_key, &crate::clock::now_ms(), &note],
-        )
-        .map(|_| ())
-        .map_err(|e| StoreError::postgres(&target, "registering the signing key", e))
-    })
+    tx.execute(
+        "INSERT INTO audit_signers (public_key, added_at, note) VALUES ($1, $2, $3)
+         ON CONFLICT (public_key) DO NOTHING",
+        &[&public_key, &crate::clock::now_ms(), &note],
+    )
+    .map(|_| ())
+    .map_err(|e| StoreError::postgres(target, "registering the signing key", e))
 }
 
 const PAGE: i64 = 10_000;

@@ -194,3 +194,12 @@ fn receipts_are_immutable() {
             .is_err()
     );
 }
+
+#[test]
+fn a_key_is_registered_when_it_first_signs_never_by_readers() {
+    let (_dir, _url, store) = open(0);
+    assert!(store.verify().unwrap().ok);
+    assert_eq!(store.signers().unwrap(), Vec::<String>::new());
+    store.queue().append_blocking(event(0)).unwrap();
+    assert_eq!(store.signers().unwrap(), [store.public_key_hex()]);
+}

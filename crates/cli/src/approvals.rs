@@ -100,6 +100,7 @@ struct Decide {
 /// Opens the approvals of an existing state (state directory or shared store).
 pub(crate) fn open(state: &StateArgs) -> Result<Store> {
     crate::policy_file::open_state(
+        "gateway state",
         state.policy.as_deref(),
         state.state_dir.as_deref(),
         state.store.as_deref(),

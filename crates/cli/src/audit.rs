@@ -76,6 +76,7 @@ enum AuditAction {
 
 pub(crate) fn run(args: &AuditArgs) -> Result<u8> {
     let store = crate::policy_file::open_state(
+        "audit log",
         args.policy.as_deref(),
         args.state_dir.as_deref(),
         args.store.as_deref(),

@@ -59,7 +59,9 @@ pub(crate) fn read_input(spec: &str) -> Result<Vec<u8>> {
 /// Opens the gateway state for the commands that read it (`audit`, `approvals`, `lease`, `pin`):
 /// PostgreSQL when `--store` or the policy's `store` names one, else the SQLite database in the
 /// state directory, which must exist already (these commands never start a new, empty state).
+/// `what` names the state in messages (`audit log`, `gateway state`).
 pub(crate) fn open_state(
+    what: &str,
     policy: Option<&Path>,
     state_dir: Option<&Path>,
     store: Option<&str>,
@@ -72,12 +74,20 @@ pub(crate) fn open_state(
             (dir, url.or(policy.store()).map(str::to_owned))
         }
     };
-    if url.is_none() && !dir.join(portcullis_store::DB_FILE).is_file() {
-        anyhow::bail!(
-            "no gateway state at `{}`: there is no `{}` in it\nhelp: point --state-dir or --policy at the gateway's state, or --store at its shared database",
-            dir.display(),
-            portcullis_store::DB_FILE
-        );
+    if url.is_none() {
+        let why = if !dir.is_dir() {
+            "the directory does not exist".to_owned()
+        } else if !dir.join(portcullis_store::DB_FILE).is_file() {
+            format!("there is no `{}` in it", portcullis_store::DB_FILE)
+        } else {
+            String::new()
+        };
+        if !why.is_empty() {
+            anyhow::bail!(
+                "no {what} at `{}`: {why}\nhelp: point --state-dir or --policy at the gateway's state, or --store at its shared database",
+                dir.display()
+            );
+        }
     }
     portcullis_store::Store::open(&dir, url.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))
 }

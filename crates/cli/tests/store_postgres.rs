@@ -392,6 +392,22 @@ fn store_check_and_migrate_report_versions_and_refuse_bad_input() {
     assert!(err.contains("connecting failed"), "{err}");
     assert!(err.contains("check that the server is running"), "{err}");
     assert!(!err.contains(":pw@"), "{err}");
+    // `serve` does not start on a store it cannot reach.
+    let world = World::new(dead.clone());
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--policy"])
+        .arg(world.root.join("portcullis.yaml"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("PORTCULLIS_TEST_STORE", &dead)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot open the store `postgres://u:***@"),
+        "{err}"
+    );
+    assert!(err.contains("connecting failed"), "{err}");
 
     // A schema from a newer portcullis: check says so, migrate and serve refuse.
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();

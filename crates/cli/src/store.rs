@@ -61,9 +61,10 @@ enum StoreAction {
         /// file whose state directory to copy.
         #[arg(long, value_name = "DIR|POLICY")]
         from: PathBuf,
-        /// The destination database, a `postgres://` URL.
+        /// The destination database, a `postgres://` URL (default: --store or $PORTCULLIS_STORE,
+        /// which keeps a password off the command line).
         #[arg(long, value_name = "URL")]
-        to: String,
+        to: Option<String>,
     },
 }
 
@@ -90,6 +91,9 @@ pub(crate) fn run(args: &StoreArgs) -> Result<u8> {
         }
         StoreAction::Copy { from, to } => {
             let dir = source_dir(from)?;
+            let Some(to) = to.as_deref().or(args.store.as_deref()) else {
+                bail!("no destination\nhelp: give --to postgres://... (or set $PORTCULLIS_STORE)");
+            };
             let report = copy_sqlite_to_postgres(&dir, to).map_err(|e| anyhow!("{e}"))?;
             println!(
                 "copied `{}` to {}: {} audit records (chain verified), {} approvals, {} receipts, {} leases, {} sessions, {} counters, {} pins",

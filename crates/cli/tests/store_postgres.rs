@@ -514,9 +514,13 @@ fn store_copy_moves_a_sqlite_state_into_postgres_and_verifies_it() {
     let pg = portcullis_store::Store::open(&dir.path().join("other"), Some(&url)).unwrap();
     assert_eq!(pg.counter("ten-calls|global", 3600).unwrap(), 3);
     // Never into a database that already holds state; never from a directory without one.
-    let (code, _, err) = portcullis(&["store", "copy", "--from", from, "--to", &url]);
+    // The destination may come from --store (or $PORTCULLIS_STORE) instead of --to.
+    let (code, _, err) = portcullis(&["store", "copy", "--from", from, "--store", &url]);
     assert_eq!(code, 2);
     assert!(err.contains("already holds gateway state"), "{err}");
+    let (code, _, err) = portcullis(&["store", "copy", "--from", from]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no destination"), "{err}");
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let (code, _, err) = portcullis(&[

@@ -45,6 +45,8 @@ pub struct ServerInfo {
     pub resolve_symlinks: bool,
     /// The effective mode (server override, else policy mode).
     pub mode: Mode,
+    /// Whether vetted tool annotations may loosen a classification (`trust_annotations`).
+    pub trust_annotations: bool,
 }
 
 /// One compiled rule.
@@ -302,6 +304,7 @@ pub fn compile(
                 name: name.clone(),
                 resolve_symlinks: spec.url.is_none() && spec.resolve_symlinks.unwrap_or(true),
                 mode: spec.mode.unwrap_or(mode),
+                trust_annotations: spec.trust_annotations.unwrap_or(false),
                 spec: spec.clone(),
             },
         );

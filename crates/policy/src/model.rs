@@ -148,7 +148,8 @@ pub struct ServerSpec {
     /// gateway's filesystem; always false for URL servers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolve_symlinks: Option<bool>,
-    /// Let this server's tool annotations loosen the classification (default false).
+    /// Let this server's vetted tool annotations (`readOnlyHint: true`, approved under `pin:`)
+    /// make an undeclared tool a `read` (default false). Annotations always tighten.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_annotations: Option<bool>,
     /// Per-server mode override.

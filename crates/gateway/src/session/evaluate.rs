@@ -198,6 +198,11 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             session: Some(self.session_id.clone()),
             labels: self.labels.clone(),
             time: Some(jiff::Timestamp::now()),
+            hints: if class == ClientMethod::ToolsCall {
+                self.vet.hints.get(&tool).copied()
+            } else {
+                None
+            },
         };
         let resolver = FsResolver::new();
         let eval = evaluate(

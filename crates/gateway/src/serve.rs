@@ -73,6 +73,10 @@ pub struct ServeOptions {
     /// The externally visible base URL (`https://mcp.example.com`) when behind a proxy; used in
     /// the protected-resource metadata. Default: `http://` and the request's `Host`.
     pub public_url: Option<String>,
+    /// Serve the approvals admin API and page on this loopback address or unix socket, as
+    /// `run --admin` does. A separate listener: the MCP front may face the network, the admin
+    /// API never does.
+    pub admin: Option<String>,
 }
 
 /// Shared state of the HTTP front.
@@ -124,12 +128,17 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         source,
     })?;
     // Held calls of HTTP sessions are resolved like stdio ones: `portcullis approvals` on this
-    // state directory, or a lease.
-    let approvals =
+    // state directory, the admin API and page (`admin`), or a lease.
+    let approvals = Arc::new(
         portcullis_store::ApprovalStore::open(&state).map_err(|source| GatewayError::StateDir {
             path: state.clone(),
             source,
-        })?;
+        })?,
+    );
+    let _admin = match &options.admin {
+        Some(listen) => Some(crate::admin::serve(listen, &state, Arc::clone(&approvals)).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| GatewayError::Io {
@@ -152,7 +161,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
             policy_path: options.policy.clone(),
             policy_text,
             store: Arc::new(store),
-            approvals: Arc::new(approvals),
+            approvals,
         },
         auth,
         guard: options.guard.clone(),

@@ -40,6 +40,7 @@ pub use route::NAMESPACE_SEPARATOR;
 use crate::auth::Authenticator;
 use crate::config::{load_policy, state_dir};
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
 use crate::selftest::self_test;
 use route::ClientSession;
 use upstream::UpstreamContext;
@@ -55,6 +56,10 @@ pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How long in-flight requests may take to finish after a stop signal.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
+
+/// The bearer token of `GET /metrics`, in the state directory (created 0600 at the first start).
+/// It is its own token, not the admin token: a scraper's credential must not approve calls.
+pub const METRICS_TOKEN_FILE: &str = "metrics.token";
 
 /// How long each server session may take to drain when its client session ends.
 const SESSION_CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -82,6 +87,8 @@ pub(crate) struct App {
     pub(crate) guard: HostGuard,
     pub(crate) public_url: Option<String>,
     pub(crate) sessions: Mutex<HashMap<String, Arc<ClientSession>>>,
+    /// The bearer token `GET /metrics` requires.
+    pub(crate) metrics_token: String,
 }
 
 impl App {
@@ -130,6 +137,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
             path: state.clone(),
             source,
         })?;
+    let metrics_token =
+        crate::admin::load_or_create_token_file(&state.join(METRICS_TOKEN_FILE), "metrics")
+            .map_err(|source| GatewayError::Io {
+                what: "cannot prepare the metrics token",
+                source,
+            })?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| GatewayError::Io {
@@ -146,6 +159,10 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         .unwrap_or(policy.sha256())
         .to_owned();
     let servers: Vec<String> = policy.servers().keys().cloned().collect();
+    let metrics = Arc::new(Metrics::new());
+    for server in &servers {
+        metrics.declare_server(server);
+    }
     let app = Arc::new(App {
         ctx: UpstreamContext {
             policy: Arc::new(policy),
@@ -153,11 +170,13 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
             policy_text,
             store: Arc::new(store),
             approvals: Arc::new(approvals),
+            metrics,
         },
         auth,
         guard: options.guard.clone(),
         public_url: options.public_url.clone(),
         sessions: Mutex::new(HashMap::new()),
+        metrics_token,
     });
     eprintln!(
         "portcullis: serving {} at http://{local}/mcp under policy {} (sha256 {sha}), {}, audit in {}",

@@ -22,6 +22,7 @@ use super::upstream::{Upstream, UpstreamContext};
 use crate::auth::Identity;
 use crate::denial::{Denial, DenialCode};
 use crate::error::GatewayError;
+use crate::metrics::SharedMetrics;
 use crate::record;
 use crate::session::{random_id, shorten};
 
@@ -60,6 +61,7 @@ pub(crate) struct ClientSession {
     store: Arc<SqliteStore>,
     audit_session: String,
     last_used: Mutex<Instant>,
+    metrics: SharedMetrics,
 }
 
 impl ClientSession {
@@ -88,6 +90,7 @@ impl ClientSession {
             store: Arc::clone(&ctx.store),
             audit_session: random_id("h-"),
             last_used: Mutex::new(Instant::now()),
+            metrics: Arc::clone(&ctx.metrics),
         })
     }
 
@@ -406,6 +409,9 @@ impl ClientSession {
             tracing::error!(%error, decision_id, "AUDIT FAILURE: the record of a refused call could not be written");
         }
         tracing::info!(decision_id, name = %shorten(name), "deny: unroutable name on the aggregate endpoint");
+        // The name routes to no configured server, so the server label is a fixed `-`: what the
+        // client sent is never a label.
+        self.metrics.decision("-", "deny", UNROUTABLE_RULE, None);
         Denial {
             code: DenialCode::PolicyDenied,
             reason_class: ReasonClass::ToolIdentity,

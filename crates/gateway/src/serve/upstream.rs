@@ -24,7 +24,8 @@ use super::outbox::Outbox;
 use crate::auth::Identity;
 use crate::config::child_spec;
 use crate::error::GatewayError;
-use crate::session::{Session, SessionParts};
+use crate::metrics::SharedMetrics;
+use crate::session::{Session, SessionEnd, SessionParts};
 
 /// Capacity of each in-process pipe; a full pipe applies back-pressure, it never grows.
 const PIPE_BYTES: usize = 64 * 1024;
@@ -48,6 +49,8 @@ pub(crate) struct UpstreamContext {
     pub(crate) store: Arc<SqliteStore>,
     /// Approvals and leases, shared by every session.
     pub(crate) approvals: Arc<portcullis_store::ApprovalStore>,
+    /// The counters behind `/metrics`.
+    pub(crate) metrics: SharedMetrics,
 }
 
 /// The client side of one server's session.
@@ -62,6 +65,17 @@ impl Upstream {
     /// Starts `server` for `principal`: a stdio process from the policy's command, or a
     /// connection to the policy's URL — never anything a client sent — and its session.
     pub(crate) fn start(
+        ctx: &UpstreamContext,
+        server: &str,
+        identity: &Identity,
+        outbox: Arc<Outbox>,
+    ) -> Result<Self, GatewayError> {
+        let started = Self::spawn(ctx, server, identity, outbox);
+        ctx.metrics.upstream_started(server, started.is_ok());
+        started
+    }
+
+    fn spawn(
         ctx: &UpstreamContext,
         server: &str,
         identity: &Identity,
@@ -86,8 +100,9 @@ impl Upstream {
             upstream,
             client: LineWriter::new(theirs_out),
             approvals: Arc::clone(&ctx.approvals),
+            metrics: Arc::clone(&ctx.metrics),
         };
-        let name = server.to_owned();
+        let name = (server.to_owned(), Arc::clone(&ctx.metrics));
         let client_in = BoundedLineReader::new(theirs_in, DEFAULT_MAX_LINE_BYTES);
         let task = if info.spec.url.is_some() && info.spec.command.is_none() {
             let http = super::http_upstream::connect(info)?;
@@ -229,11 +244,19 @@ async fn run_session<S: tokio::io::AsyncRead + Unpin>(
     mut client_in: BoundedLineReader<tokio::io::DuplexStream>,
     mut server_out: BoundedLineReader<S>,
     server: ServerHandle,
-    name: String,
+    (name, metrics): (String, SharedMetrics),
 ) {
     let end = session.run(&mut client_in, &mut server_out, None).await;
     drop(session);
     tracing::info!(server = %name, ?end, "an HTTP session's server session ended");
+    metrics.upstream_ended(
+        &name,
+        match end {
+            SessionEnd::ClientGone => "client_gone",
+            SessionEnd::ServerGone => "server_gone",
+            SessionEnd::Killed => "killed",
+        },
+    );
     match server {
         ServerHandle::Stdio(child) => {
             if let Err(error) = child.shutdown(ShutdownGrace::default()).await {

@@ -56,6 +56,7 @@ mod selftest;
 mod serve;
 mod session;
 pub mod suggest;
+mod telemetry;
 mod vetting;
 
 pub use auth::{ANONYMOUS, MAX_AUTHORIZATION_BYTES};

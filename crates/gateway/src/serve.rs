@@ -42,6 +42,7 @@ use crate::config::{load_policy, state_dir};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::selftest::self_test;
+use crate::telemetry::Telemetry;
 use route::ClientSession;
 use upstream::UpstreamContext;
 
@@ -159,6 +160,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         .unwrap_or(policy.sha256())
         .to_owned();
     let servers: Vec<String> = policy.servers().keys().cloned().collect();
+    let telemetry = Telemetry::from_env(tokio::runtime::Handle::current()).map(Arc::new);
     let metrics = Arc::new(Metrics::new());
     for server in &servers {
         metrics.declare_server(server);
@@ -171,6 +173,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
             store: Arc::new(store),
             approvals: Arc::new(approvals),
             metrics,
+            telemetry: telemetry.clone(),
         },
         auth,
         guard: options.guard.clone(),
@@ -223,6 +226,9 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         closing.spawn(async move { session.close(SESSION_CLOSE_GRACE).await });
     }
     while closing.join_next().await.is_some() {}
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
+    }
     Ok(())
 }
 

@@ -46,6 +46,16 @@ impl Serve {
     /// Starts `portcullis serve --policy POLICY` with `extra` arguments, logging to `log`, and
     /// waits for `/healthz`.
     pub(crate) fn start(policy: &Path, log: &Path, extra: &[&str]) -> Serve {
+        Self::start_with_env(policy, log, extra, &[])
+    }
+
+    /// [`Serve::start`] with `env` added to the gateway's environment.
+    pub(crate) fn start_with_env(
+        policy: &Path,
+        log: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Serve {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .arg("serve")
@@ -55,6 +65,7 @@ impl Serve {
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
             .env("PORTCULLIS_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())

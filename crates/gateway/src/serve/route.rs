@@ -25,6 +25,7 @@ use crate::error::GatewayError;
 use crate::metrics::SharedMetrics;
 use crate::record;
 use crate::session::{random_id, shorten};
+use crate::telemetry::Telemetry;
 
 /// The separator of namespaced names on the aggregate endpoint. Server names cannot contain it
 /// (the policy compiler refuses them), so the server part of `a__b` is always `a`.
@@ -62,6 +63,9 @@ pub(crate) struct ClientSession {
     audit_session: String,
     last_used: Mutex<Instant>,
     metrics: SharedMetrics,
+    telemetry: Option<Arc<Telemetry>>,
+    /// The protocol version `initialize` negotiated, for spans.
+    protocol: Mutex<Option<String>>,
 }
 
 impl ClientSession {
@@ -91,6 +95,8 @@ impl ClientSession {
             audit_session: random_id("h-"),
             last_used: Mutex::new(Instant::now()),
             metrics: Arc::clone(&ctx.metrics),
+            telemetry: ctx.telemetry.clone(),
+            protocol: Mutex::new(None),
         })
     }
 
@@ -123,8 +129,42 @@ impl ClientSession {
         }
     }
 
-    /// Handles one strictly parsed client message.
+    /// Handles one strictly parsed client message, in a trace span when tracing is on (the
+    /// forwarded request then carries the span's `traceparent` in `params._meta`).
     pub(crate) async fn handle(&self, parsed: &Parsed) -> Reply {
+        let is_initialize =
+            matches!(parsed.message(), Message::Request { method, .. } if method == "initialize");
+        let reply = match &self.telemetry {
+            Some(telemetry) if matches!(parsed.message(), Message::Request { .. }) => {
+                let protocol = self
+                    .protocol
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                let span = telemetry.start(parsed, &self.audit_session, protocol.as_deref());
+                let injected = span.inject(parsed);
+                let reply = self.dispatch(injected.as_ref().unwrap_or(parsed)).await;
+                span.finish(match &reply {
+                    Reply::Json(value) => Some(value),
+                    Reply::Accepted => None,
+                });
+                reply
+            }
+            _ => self.dispatch(parsed).await,
+        };
+        if is_initialize
+            && let Reply::Json(value) = &reply
+            && let Some(version) = value
+                .get("result")
+                .and_then(|r| r.get("protocolVersion"))
+                .and_then(Value::as_str)
+        {
+            *self.protocol.lock().unwrap_or_else(PoisonError::into_inner) = Some(shorten(version));
+        }
+        reply
+    }
+
+    async fn dispatch(&self, parsed: &Parsed) -> Reply {
         let bytes = match parsed.to_bytes() {
             Ok(bytes) => bytes,
             Err(error) => {

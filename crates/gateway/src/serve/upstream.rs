@@ -51,6 +51,8 @@ pub(crate) struct UpstreamContext {
     pub(crate) approvals: Arc<portcullis_store::ApprovalStore>,
     /// The counters behind `/metrics`.
     pub(crate) metrics: SharedMetrics,
+    /// OpenTelemetry traces, when the environment asks for them.
+    pub(crate) telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 /// The client side of one server's session.

@@ -24,6 +24,7 @@ mod http;
 mod http_upstream;
 mod outbox;
 mod route;
+mod shared;
 mod upstream;
 
 use std::collections::HashMap;
@@ -165,6 +166,19 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
     for server in &servers {
         metrics.declare_server(server);
     }
+    // `shared: true` stdio servers run one process for every session, started now.
+    let shared: HashMap<String, Arc<shared::SharedServer>> = policy
+        .servers()
+        .values()
+        .filter(|info| info.spec.shared == Some(true) && info.spec.command.is_some())
+        .map(|info| {
+            tracing::info!(server = %info.name, "this server is shared: one process serves every session");
+            (
+                info.name.clone(),
+                shared::SharedServer::start(info, Arc::clone(&metrics)),
+            )
+        })
+        .collect();
     let app = Arc::new(App {
         ctx: UpstreamContext {
             policy: Arc::new(policy),
@@ -174,6 +188,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
             approvals: Arc::new(approvals),
             metrics,
             telemetry: telemetry.clone(),
+            shared: Arc::new(shared),
         },
         auth,
         guard: options.guard.clone(),

@@ -280,6 +280,13 @@ pub fn compile(
                         .help("remove the field"),
                 );
             }
+            if spec.shared == Some(true) {
+                errors.push(
+                    PolicyError::new(file, "`shared: true` on a URL server: only stdio servers are started by the gateway, so only they can be shared")
+                        .field(format!("{field}.shared"))
+                        .help("remove the field; a URL server's sessions are its own business"),
+                );
+            }
         }
         for (key, path) in [("cwd", &spec.cwd), ("home", &spec.home)] {
             if let Some(p) = path

@@ -21,6 +21,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::outbox::Outbox;
+use super::shared::SharedServer;
 use crate::auth::Identity;
 use crate::config::child_spec;
 use crate::error::GatewayError;
@@ -53,6 +54,8 @@ pub(crate) struct UpstreamContext {
     pub(crate) metrics: SharedMetrics,
     /// OpenTelemetry traces, when the environment asks for them.
     pub(crate) telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    /// The processes of `shared: true` servers, by server name.
+    pub(crate) shared: Arc<HashMap<String, Arc<SharedServer>>>,
 }
 
 /// The client side of one server's session.
@@ -73,7 +76,10 @@ impl Upstream {
         outbox: Arc<Outbox>,
     ) -> Result<Self, GatewayError> {
         let started = Self::spawn(ctx, server, identity, outbox);
-        ctx.metrics.upstream_started(server, started.is_ok());
+        // A shared server's process is counted by its supervisor, not per session.
+        if !ctx.shared.contains_key(server) {
+            ctx.metrics.upstream_started(server, started.is_ok());
+        }
         started
     }
 
@@ -114,6 +120,21 @@ impl Upstream {
                 client_in,
                 http.server_out,
                 ServerHandle::Http(http.bridge),
+                name,
+            ))
+        } else if let Some(shared) = ctx.shared.get(server) {
+            let attached = shared.attach();
+            tracing::info!(
+                server,
+                principal,
+                "attached an HTTP session to a shared server"
+            );
+            let session = Session::new(parts(attached.upstream));
+            tokio::spawn(run_session(
+                session,
+                client_in,
+                attached.server_out,
+                ServerHandle::Shared,
                 name,
             ))
         } else {
@@ -234,10 +255,12 @@ impl Upstream {
     }
 }
 
-/// What a session's server is: a child process, or the bridge to an HTTP server.
+/// What a session's server is: a child process, the bridge to an HTTP server, or a shared
+/// process (which outlives the session).
 enum ServerHandle {
     Stdio(Box<StdioChild>),
     Http(super::http_upstream::Bridge),
+    Shared,
 }
 
 /// Runs one server session to its end, then stops its server.
@@ -251,6 +274,9 @@ async fn run_session<S: tokio::io::AsyncRead + Unpin>(
     let end = session.run(&mut client_in, &mut server_out, None).await;
     drop(session);
     tracing::info!(server = %name, ?end, "an HTTP session's server session ended");
+    if matches!(server, ServerHandle::Shared) {
+        return;
+    }
     metrics.upstream_ended(
         &name,
         match end {
@@ -266,6 +292,7 @@ async fn run_session<S: tokio::io::AsyncRead + Unpin>(
             }
         }
         ServerHandle::Http(bridge) => bridge.stop().await,
+        ServerHandle::Shared => {}
     }
 }
 

@@ -38,7 +38,7 @@ servers:
 {server}
 rules:
   - id: allowed
-    when: {{ tool: [echo, crash, sample] }}
+    when: {{ tool: [echo, crash, sample, trigger-long-running-operation] }}
     decision: allow
 "#,
             server = server.replace(
@@ -184,6 +184,55 @@ fn two_sessions_share_one_real_server_everything() {
         );
     }
     assert_eq!(children(serve.child.id()).len(), 1);
+
+    // Progress goes by token to the session whose request it is, even when both sessions use
+    // the same token and the same id at once.
+    std::thread::scope(|scope| {
+        for session in [&a, &b] {
+            let serve = &serve;
+            scope.spawn(move || {
+                let mut headers = session_headers(session);
+                headers.push(("Content-Type", "application/json"));
+                headers.push(("Accept", "application/json, text/event-stream"));
+                let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+                    "name": "trigger-long-running-operation",
+                    "arguments": {"duration": 0.4, "steps": 2},
+                    "_meta": {"progressToken": "tok"}}});
+                let reply = http::request(
+                    serve.port,
+                    "POST",
+                    "/mcp/everything",
+                    &headers,
+                    body.to_string().as_bytes(),
+                );
+                assert_eq!(reply.status, 200, "{reply:?}");
+                let progress: Vec<Value> = reply
+                    .body
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                    .filter(|m| m["method"] == json!("notifications/progress"))
+                    .collect();
+                assert_eq!(
+                    progress.len(),
+                    2,
+                    "exactly this session's progress: {}",
+                    reply.body
+                );
+                assert!(
+                    progress
+                        .iter()
+                        .all(|p| p["params"]["progressToken"] == json!("tok")),
+                    "the session's own token: {progress:?}"
+                );
+                assert!(
+                    reply.body.contains("Long running operation completed"),
+                    "{}",
+                    reply.body
+                );
+            });
+        }
+    });
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {

@@ -613,6 +613,13 @@ fn check_auth(auth: &crate::model::AuthSpec, file: &str, errors: &mut Vec<Policy
                     .field("auth.jwt"),
             ),
         }
+        if jwt.jwks_ca_file.is_some() && jwt.jwks_url.is_none() {
+            errors.push(
+                PolicyError::new(file, "`jwks_ca_file` without `jwks_url`: it only says whom to trust when fetching the JWKS")
+                    .field("auth.jwt.jwks_ca_file")
+                    .help("remove it, or fetch the keys from `jwks_url`"),
+            );
+        }
     }
     let mut seen = std::collections::BTreeSet::new();
     for (index, key) in auth.api_keys.iter().enumerate() {

@@ -103,6 +103,10 @@ pub struct JwtSpec {
     /// A JWKS URL (https, or http on loopback), fetched when `serve` starts and hourly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
+    /// PEM certificates (relative to the policy) trusted for `jwks_url` besides the public web
+    /// roots: for an identity provider behind a private CA. Only the JWKS fetch trusts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_ca_file: Option<String>,
     /// The claim naming the principal (default `sub`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal_claim: Option<String>,

@@ -1,5 +1,5 @@
 //! End-to-end: the operations surface of the real `portcullis serve` — the Prometheus
-//! `/metrics` exposition scraped after real calls through a testkit echo server.
+//! `/metrics` exposition scraped after real calls through a testkit echo server, and JSON logs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -401,5 +401,99 @@ fn metrics_count_decisions_upstreams_and_requests_after_real_calls() {
             &[("server", "echo")]
         ),
         2.0
+    );
+}
+
+/// Every line of a log file as JSON; panics on a line that is not a JSON object.
+fn json_lines(log: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let value: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            assert!(value.is_object(), "{l}");
+            value
+        })
+        .collect()
+}
+
+#[test]
+fn logs_can_be_json_lines() {
+    let world = World::new();
+    let log = world.root.join("serve.log");
+    let serve = Serve::start(
+        &world.root.join("portcullis.yaml"),
+        &log,
+        &["--log-format", "json"],
+    );
+    let session = serve.initialize("/mcp/echo", &[]);
+    let headers = [
+        ("Mcp-Session-Id", session.as_str()),
+        ("MCP-Protocol-Version", "2025-11-25"),
+    ];
+    let env = world.root.join("ws/.env").display().to_string();
+    let reply = serve
+        .post(
+            "/mcp/echo",
+            &headers,
+            &call(1, "read_file", json!({"path": env})),
+        )
+        .json();
+    let decision_id = reply["result"]["structuredContent"]["decision_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(serve);
+    let lines = json_lines(&log);
+    for line in &lines {
+        assert!(line["timestamp"].is_string(), "{line}");
+        assert!(line["level"].is_string(), "{line}");
+        assert!(line["message"].is_string(), "{line}");
+    }
+    let banner = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("portcullis: serving")
+        })
+        .unwrap_or_else(|| panic!("no start line: {lines:?}"));
+    assert_eq!(banner["level"], json!("INFO"));
+    assert_eq!(banner["servers"], json!("echo, idle"));
+    // The denial is one event with its fields as JSON fields, not only in the message.
+    let denial = lines
+        .iter()
+        .find(|l| l["decision_id"] == json!(decision_id))
+        .unwrap_or_else(|| panic!("no denial event: {lines:?}"));
+    assert_eq!(denial["rule"], json!("deny-secrets"), "{denial}");
+}
+
+#[test]
+fn the_log_format_comes_from_the_environment_too_and_is_checked() {
+    let world = World::new();
+    let log = world.root.join("serve.log");
+    let serve = Serve::start_with_env(
+        &world.root.join("portcullis.yaml"),
+        &log,
+        &[],
+        &[("PORTCULLIS_LOG_FORMAT", "json")],
+    );
+    drop(serve);
+    assert!(!json_lines(&log).is_empty());
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--log-format", "xml", "--policy"])
+        .arg(world.root.join("portcullis.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid value 'xml' for '--log-format <FORMAT>'")
+            && stderr.contains("[possible values: text, json]"),
+        "{stderr}"
     );
 }

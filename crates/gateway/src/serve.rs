@@ -196,17 +196,25 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         sessions: Mutex::new(HashMap::new()),
         metrics_token,
     });
-    eprintln!(
-        "portcullis: serving {} at http://{local}/mcp under policy {} (sha256 {sha}), {}, audit in {}",
+    // A log event rather than a bare line on stderr, so that `--log-format json` output stays
+    // one JSON object per line from the first line on.
+    let auth_mode = if app.auth.is_anonymous() {
+        "no auth (loopback only)"
+    } else if app.auth.has_jwt() {
+        "API keys or JWTs required"
+    } else {
+        "API keys required"
+    };
+    tracing::info!(
+        servers = %servers.join(", "),
+        address = %format!("http://{local}/mcp"),
+        policy = %options.policy.display(),
+        sha256 = %sha,
+        auth = auth_mode,
+        state_dir = %state.display(),
+        "portcullis: serving {} at http://{local}/mcp under policy {} (sha256 {sha}), {auth_mode}, audit in {}",
         servers.join(", "),
         options.policy.display(),
-        if app.auth.is_anonymous() {
-            "no auth (loopback only)"
-        } else if app.auth.has_jwt() {
-            "API keys or JWTs required"
-        } else {
-            "API keys required"
-        },
         state.display()
     );
     let reaper = tokio::spawn(reap_idle(Arc::clone(&app)));

@@ -14,26 +14,17 @@ mod gateway;
 mod http;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use http::{Serve, request};
+use http::{PolicyDir, Serve, request, session_headers};
 use serde_json::{Value, json};
 
 /// A secret-looking argument value: it must never show up in the metrics.
 const SECRET_VALUE: &str = "never-a-label-7f3a9c";
 
-struct World {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl World {
-    fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(dir.path()).unwrap();
-        let ws = root.join("ws");
-        std::fs::create_dir(&ws).unwrap();
-        let policy = format!(
+/// The policy: `echo` with rules of every decision, and `idle`, which nobody uses.
+fn world() -> PolicyDir {
+    PolicyDir::new(|root| {
+        format!(
             r#"version: 1
 servers:
   echo: {{ command: [{bin}], cwd: {ws} }}
@@ -53,26 +44,16 @@ rules:
     approval: {{ mode: retry }}
 "#,
             bin = gateway::echo_server().display(),
-            ws = ws.display()
-        );
-        std::fs::write(root.join("portcullis.yaml"), policy).unwrap();
-        World { _dir: dir, root }
-    }
-
-    fn serve(&self) -> Serve {
-        Serve::start(
-            &self.root.join("portcullis.yaml"),
-            &self.root.join("serve.log"),
-            &[],
+            ws = root.join("ws").display()
         )
-    }
+    })
+}
 
-    fn metrics_token(&self) -> String {
-        std::fs::read_to_string(self.root.join(".portcullis/metrics.token"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
+fn metrics_token(world: &PolicyDir) -> String {
+    std::fs::read_to_string(world.root.join(".portcullis/metrics.token"))
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 fn call(id: i64, name: &str, arguments: Value) -> Value {
@@ -153,8 +134,8 @@ fn scrape(serve: &Serve, token: &str) -> (String, Vec<Sample>) {
 
 #[test]
 fn metrics_need_their_token_and_the_host_guard() {
-    let world = World::new();
-    let serve = world.serve();
+    let world = world();
+    let serve = world.serve(&[], &[]);
     let reply = request(serve.port, "GET", "/metrics", &[], b"");
     assert_eq!(reply.status, 401, "{reply:?}");
     assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
@@ -166,7 +147,7 @@ fn metrics_need_their_token_and_the_host_guard() {
         b"",
     );
     assert_eq!(reply.status, 401, "{reply:?}");
-    let token = world.metrics_token();
+    let token = metrics_token(&world);
     assert_eq!(token.len(), 64, "32 random bytes, hex");
     let auth = format!("Bearer {token}");
     // DNS rebinding protection applies to /metrics as to /mcp.
@@ -219,14 +200,11 @@ fn metrics_need_their_token_and_the_host_guard() {
 
 #[test]
 fn metrics_count_decisions_upstreams_and_requests_after_real_calls() {
-    let world = World::new();
-    let serve = world.serve();
-    let token = world.metrics_token();
+    let world = world();
+    let serve = world.serve(&[], &[]);
+    let token = metrics_token(&world);
     let session = serve.initialize("/mcp/echo", &[]);
-    let headers = [
-        ("Mcp-Session-Id", session.as_str()),
-        ("MCP-Protocol-Version", "2025-11-25"),
-    ];
+    let headers = session_headers(&session);
     let env = world.root.join("ws/.env").display().to_string();
 
     for (id, text) in [(1, "one"), (2, SECRET_VALUE)] {
@@ -421,18 +399,11 @@ fn json_lines(log: &std::path::Path) -> Vec<Value> {
 
 #[test]
 fn logs_can_be_json_lines() {
-    let world = World::new();
-    let log = world.root.join("serve.log");
-    let serve = Serve::start(
-        &world.root.join("portcullis.yaml"),
-        &log,
-        &["--log-format", "json"],
-    );
+    let world = world();
+    let log = world.log();
+    let serve = world.serve(&["--log-format", "json"], &[]);
     let session = serve.initialize("/mcp/echo", &[]);
-    let headers = [
-        ("Mcp-Session-Id", session.as_str()),
-        ("MCP-Protocol-Version", "2025-11-25"),
-    ];
+    let headers = session_headers(&session);
     let env = world.root.join("ws/.env").display().to_string();
     let reply = serve
         .post(
@@ -473,20 +444,15 @@ fn logs_can_be_json_lines() {
 
 #[test]
 fn the_log_format_comes_from_the_environment_too_and_is_checked() {
-    let world = World::new();
-    let log = world.root.join("serve.log");
-    let serve = Serve::start_with_env(
-        &world.root.join("portcullis.yaml"),
-        &log,
-        &[],
-        &[("PORTCULLIS_LOG_FORMAT", "json")],
-    );
+    let world = world();
+    let log = world.log();
+    let serve = world.serve(&[], &[("PORTCULLIS_LOG_FORMAT", "json")]);
     drop(serve);
     assert!(!json_lines(&log).is_empty());
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["serve", "--log-format", "xml", "--policy"])
-        .arg(world.root.join("portcullis.yaml"))
+        .arg(world.policy())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -16,23 +16,18 @@ mod gateway;
 mod http;
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use http::Serve;
+use http::{PolicyDir, Serve, session_headers};
 use serde_json::{Value, json};
 use support::Peers;
 
-struct World {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl World {
-    fn new(server: &str) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(dir.path()).unwrap();
-        let policy = format!(
+/// A policy allowing the tools these tests call, with `server` (a YAML line under `servers:`,
+/// where `@RECORDING@` becomes the recording file).
+fn world(server: &str) -> PolicyDir {
+    PolicyDir::new(|root| {
+        format!(
             r#"version: 1
 servers:
 {server}
@@ -45,26 +40,16 @@ rules:
                 "@RECORDING@",
                 &root.join("recording.jsonl").display().to_string()
             )
-        );
-        std::fs::write(root.join("portcullis.yaml"), policy).unwrap();
-        World { _dir: dir, root }
-    }
-
-    fn serve(&self) -> Serve {
-        Serve::start(
-            &self.root.join("portcullis.yaml"),
-            &self.root.join("serve.log"),
-            &[],
         )
-    }
+    })
+}
 
-    fn recording(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.root.join("recording.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
+fn recorded(world: &PolicyDir) -> Vec<Value> {
+    std::fs::read_to_string(world.root.join("recording.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// The child processes of `pid` (from /proc), with their command lines.
@@ -88,13 +73,6 @@ fn children(pid: u32) -> Vec<(u32, String)> {
         }
     }
     found
-}
-
-fn session_headers(session: &str) -> Vec<(&str, &str)> {
-    vec![
-        ("Mcp-Session-Id", session),
-        ("MCP-Protocol-Version", "2025-06-18"),
-    ]
 }
 
 fn call(id: i64, name: &str, arguments: Value) -> Value {
@@ -157,11 +135,11 @@ fn two_sessions_share_one_real_server_everything() {
         "run scripts/install-peers: {}",
         everything.display()
     );
-    let world = World::new(&format!(
+    let world = world(&format!(
         "  everything: {{ command: [{}], shared: true }}",
         everything.display()
     ));
-    let serve = world.serve();
+    let serve = world.serve(&[], &[]);
     let a = serve.initialize("/mcp/everything", &[]);
     let b = serve.initialize("/mcp/everything", &[]);
     assert_ne!(a, b);
@@ -258,18 +236,18 @@ fn echo_pids(serve: &Serve, bin: &Path) -> Vec<u32> {
 #[test]
 fn a_shared_server_is_initialized_once_refuses_its_requests_and_survives_a_crash() {
     let bin = gateway::echo_server();
-    let world = World::new(&format!(
+    let world = world(&format!(
         "  echo: {{ command: [{}], shared: true, env: {{ PORTCULLIS_ECHO_RECORD: '@RECORDING@' }} }}",
         bin.display()
     ));
-    let serve = world.serve();
+    let serve = world.serve(&[], &[]);
     let a = serve.initialize("/mcp/echo", &[]);
     let b = serve.initialize("/mcp/echo", &[]);
     concurrent_calls(&serve, "/mcp/echo", [&a, &b], "echo", "text", 10);
     let first = echo_pids(&serve, bin);
     assert_eq!(first.len(), 1, "{:?}", children(serve.child.id()));
 
-    let recording = world.recording();
+    let recording = recorded(&world);
     let methods = |m: &str| recording.iter().filter(|l| l["method"] == json!(m)).count();
     assert_eq!(
         methods("initialize"),
@@ -296,8 +274,7 @@ fn a_shared_server_is_initialized_once_refuses_its_requests_and_survives_a_crash
         "{reply:#}"
     );
     wait_until("the refusal of the server request", || {
-        world
-            .recording()
+        recorded(&world)
             .iter()
             .any(|l| l["id"] == json!("srv-1") && l["error"]["code"] == json!(-32601))
     });
@@ -331,7 +308,7 @@ fn a_shared_server_is_initialized_once_refuses_its_requests_and_survives_a_crash
     let second = echo_pids(&serve, bin);
     assert_eq!(second.len(), 1);
     assert_ne!(first, second, "a new process");
-    let recording = world.recording();
+    let recording = recorded(&world);
     let inits: Vec<&Value> = recording
         .iter()
         .filter(|l| l["method"] == json!("initialize"))

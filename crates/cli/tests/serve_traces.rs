@@ -18,12 +18,11 @@ mod http;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::Serve;
+use http::{PolicyDir, Serve, session_headers};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -126,18 +125,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-struct World {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl World {
-    fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(dir.path()).unwrap();
-        let ws = root.join("ws");
-        std::fs::create_dir(&ws).unwrap();
-        let policy = format!(
+fn world() -> PolicyDir {
+    PolicyDir::new(|root| {
+        format!(
             r#"version: 1
 servers:
   echo:
@@ -159,34 +149,33 @@ rules:
     approval: {{ mode: retry, ttl: 10m }}
 "#,
             bin = gateway::echo_server().display(),
-            ws = ws.display(),
+            ws = root.join("ws").display(),
             record = root.join("recording.jsonl").display(),
-        );
-        std::fs::write(root.join("portcullis.yaml"), policy).unwrap();
-        World { _dir: dir, root }
-    }
-
-    fn serve(&self, endpoint: &str) -> Serve {
-        Serve::start_with_env(
-            &self.root.join("portcullis.yaml"),
-            &self.root.join("serve.log"),
-            &[],
-            &[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-                ("OTEL_BSP_SCHEDULE_DELAY", "50"),
-                ("OTEL_SERVICE_NAME", "gateway-under-test"),
-            ],
         )
-    }
+    })
+}
 
-    /// The requests the echo server received, by JSON-RPC id.
-    fn received(&self, id: i64) -> Value {
-        let text = std::fs::read_to_string(self.root.join("recording.jsonl")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|m| m["id"] == json!(id) && m["method"] == json!("tools/call"))
-            .unwrap_or_else(|| panic!("the server did not receive call {id}:\n{text}"))
-    }
+/// `serve` exporting traces to `endpoint`, with one session on `/mcp/echo`.
+fn start(world: &PolicyDir, endpoint: &str) -> (Serve, String) {
+    let serve = world.serve(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("OTEL_SERVICE_NAME", "gateway-under-test"),
+        ],
+    );
+    let session = serve.initialize("/mcp/echo", &[]);
+    (serve, session)
+}
+
+/// The `tools/call` with JSON-RPC id `id` the echo server received.
+fn received(world: &PolicyDir, id: i64) -> Value {
+    let text = std::fs::read_to_string(world.root.join("recording.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|m| m["id"] == json!(id) && m["method"] == json!("tools/call"))
+        .unwrap_or_else(|| panic!("the server did not receive call {id}:\n{text}"))
 }
 
 fn call(id: i64, name: &str, arguments: Value, meta: Value) -> Value {
@@ -197,13 +186,9 @@ fn call(id: i64, name: &str, arguments: Value, meta: Value) -> Value {
 #[test]
 fn spans_follow_the_mcp_conventions_and_traceparent_crosses_the_gateway() {
     let receiver = Receiver::start();
-    let world = World::new();
-    let serve = world.serve(&format!("http://127.0.0.1:{}", receiver.port));
-    let session = serve.initialize("/mcp/echo", &[]);
-    let headers = [
-        ("Mcp-Session-Id", session.as_str()),
-        ("MCP-Protocol-Version", "2025-06-18"),
-    ];
+    let world = world();
+    let (serve, session) = start(&world, &format!("http://127.0.0.1:{}", receiver.port));
+    let headers = session_headers(&session);
     let traceparent = format!("00-{TRACE_ID}-{PARENT_SPAN}-01");
     let reply = serve
         .post(
@@ -267,7 +252,7 @@ fn spans_follow_the_mcp_conventions_and_traceparent_crosses_the_gateway() {
 
     // The server received the gateway span's traceparent (same trace, the gateway span as
     // parent), the client's tracestate, and every other `_meta` key and argument unchanged.
-    let forwarded = world.received(7);
+    let forwarded = received(&world, 7);
     let meta = &forwarded["params"]["_meta"];
     assert_eq!(
         meta["traceparent"],
@@ -296,7 +281,7 @@ fn spans_follow_the_mcp_conventions_and_traceparent_crosses_the_gateway() {
         json!("again"),
         "{reply:#}"
     );
-    let forwarded = world.received(8);
+    let forwarded = received(&world, 8);
     let sent = forwarded["params"]["_meta"]["traceparent"]
         .as_str()
         .unwrap();
@@ -362,13 +347,9 @@ fn spans_follow_the_mcp_conventions_and_traceparent_crosses_the_gateway() {
 #[test]
 fn an_approval_binds_the_call_not_its_traceparent() {
     let receiver = Receiver::start();
-    let world = World::new();
-    let serve = world.serve(&format!("http://127.0.0.1:{}", receiver.port));
-    let session = serve.initialize("/mcp/echo", &[]);
-    let headers = [
-        ("Mcp-Session-Id", session.as_str()),
-        ("MCP-Protocol-Version", "2025-06-18"),
-    ];
+    let world = world();
+    let (serve, session) = start(&world, &format!("http://127.0.0.1:{}", receiver.port));
+    let headers = session_headers(&session);
     let first = format!("00-{TRACE_ID}-{PARENT_SPAN}-01");
     let reply = serve
         .post(
@@ -422,7 +403,7 @@ fn an_approval_binds_the_call_not_its_traceparent() {
         reply["result"]["_meta"]["io.portcullis/decision"].is_null(),
         "the approved retry was refused: {reply:#}"
     );
-    let forwarded = world.received(2);
+    let forwarded = received(&world, 2);
     assert_eq!(forwarded["params"]["arguments"], json!({"n": 1}));
     assert!(
         forwarded["params"]["_meta"]["traceparent"]
@@ -437,13 +418,9 @@ fn an_approval_binds_the_call_not_its_traceparent() {
 fn an_exporter_that_is_down_costs_nothing() {
     // Nothing listens on this port: every export fails.
     let port = http::free_port();
-    let world = World::new();
-    let serve = world.serve(&format!("http://127.0.0.1:{port}"));
-    let session = serve.initialize("/mcp/echo", &[]);
-    let headers = [
-        ("Mcp-Session-Id", session.as_str()),
-        ("MCP-Protocol-Version", "2025-06-18"),
-    ];
+    let world = world();
+    let (serve, session) = start(&world, &format!("http://127.0.0.1:{port}"));
+    let headers = session_headers(&session);
     for id in 1..=3 {
         let reply = serve
             .post(

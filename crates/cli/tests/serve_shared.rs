@@ -319,3 +319,50 @@ fn a_shared_server_is_initialized_once_refuses_its_requests_and_survives_a_crash
         "with the kept parameters"
     );
 }
+
+#[test]
+fn a_shared_server_is_stopped_gracefully_with_serve() {
+    let bin = gateway::echo_server();
+    let world = world(&format!(
+        "  echo: {{ command: [{}], shared: true }}",
+        bin.display()
+    ));
+    let mut serve = world.serve(&[], &[]);
+    let session = serve.initialize("/mcp/echo", &[]);
+    let reply = post(
+        &serve,
+        "/mcp/echo",
+        &session,
+        &call(1, "echo", json!({"text": "x"})),
+    );
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        json!("x"),
+        "{reply:#}"
+    );
+    let pids = echo_pids(&serve, bin);
+    assert_eq!(pids.len(), 1);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = serve.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "serve did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(world.log()).unwrap();
+    assert_eq!(exit.code(), Some(0), "{log}");
+    assert!(log.contains("stopped a shared server"), "{log}");
+    assert!(
+        !Path::new(&format!("/proc/{}", pids[0])).exists(),
+        "the shared server outlived serve"
+    );
+}

@@ -249,6 +249,9 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         closing.spawn(async move { session.close(SESSION_CLOSE_GRACE).await });
     }
     while closing.join_next().await.is_some() {}
+    for shared in app.ctx.shared.values() {
+        shared.stop().await;
+    }
     if let Some(telemetry) = telemetry {
         telemetry.shutdown().await;
     }

@@ -20,7 +20,7 @@
 //!   before anything else is sent to it. Client sessions go on.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -54,6 +54,9 @@ const REINIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// for [`STABLE_RUN`].
 const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(30));
 const STABLE_RUN: Duration = Duration::from_secs(60);
+
+/// How long a stopping server may take to exit once its input is closed (then it is killed).
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// What a gateway id stands for.
 #[derive(Debug)]
@@ -92,6 +95,9 @@ pub(crate) struct SharedServer {
     next: AtomicU64,
     ready: watch::Sender<bool>,
     metrics: SharedMetrics,
+    /// Set by [`SharedServer::stop`]: the supervisor restarts nothing any more.
+    stopping: AtomicBool,
+    supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The two ends a session's pipeline uses in place of a process's stdin and stdout.
@@ -110,9 +116,38 @@ impl SharedServer {
             next: AtomicU64::new(1),
             ready,
             metrics,
+            stopping: AtomicBool::new(false),
+            supervisor: Mutex::new(None),
         });
-        tokio::spawn(supervise(Arc::clone(&server), info.clone()));
+        let task = tokio::spawn(supervise(Arc::clone(&server), info.clone()));
+        *server
+            .supervisor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(task);
         server
+    }
+
+    /// Stops the process for good: its input is closed so it can finish and exit, and it is
+    /// killed if it has not within [`STOP_GRACE`]. Called when `serve` shuts down, after the
+    /// client sessions drained.
+    pub(crate) async fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let stdin = self.state().stdin.clone();
+        if let Some(stdin) = stdin {
+            stdin.close().await;
+        }
+        let task = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut task) = task
+            && tokio::time::timeout(STOP_GRACE, &mut task).await.is_err()
+        {
+            tracing::warn!(server = %self.name, "a shared server did not stop in time; killing it");
+            // Dropping the child handle kills the process (`kill_on_drop`).
+            task.abort();
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -486,7 +521,7 @@ impl SharedServer {
 /// Runs the process, restarting it when it exits.
 async fn supervise(server: Arc<SharedServer>, info: ServerInfo) {
     let mut backoff = RESTART_BACKOFF.0;
-    loop {
+    while !server.stopping.load(Ordering::SeqCst) {
         let started = tokio::time::Instant::now();
         let spawned = child_spec(&info, None)
             .map_err(|e| e.to_string())
@@ -528,6 +563,10 @@ async fn supervise(server: Arc<SharedServer>, info: ServerInfo) {
                 server.process_gone();
                 if let Err(error) = child.shutdown(ShutdownGrace::default()).await {
                     tracing::warn!(server = %server.name, %error, "the shared server did not stop cleanly");
+                }
+                if server.stopping.load(Ordering::SeqCst) {
+                    tracing::info!(server = %server.name, "stopped a shared server");
+                    break;
                 }
                 server.metrics.upstream_ended(&server.name, "server_gone");
                 tracing::warn!(server = %server.name, "the shared server exited; restarting it");

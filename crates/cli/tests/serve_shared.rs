@@ -318,6 +318,25 @@ fn a_shared_server_is_initialized_once_refuses_its_requests_and_survives_a_crash
         inits[0]["params"], inits[1]["params"],
         "with the kept parameters"
     );
+
+    // The metrics count the process, not the sessions: two starts, one crash, one running.
+    let token = std::fs::read_to_string(world.root.join(".portcullis/metrics.token")).unwrap();
+    let auth = format!("Bearer {}", token.trim());
+    let metrics = http::request(
+        serve.port,
+        "GET",
+        "/metrics",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    for line in [
+        "portcullis_upstream_starts_total{server=\"echo\"} 2\n",
+        "portcullis_upstream_sessions{server=\"echo\"} 1\n",
+        "portcullis_upstream_up{server=\"echo\"} 1\n",
+        "portcullis_upstream_exits_total{server=\"echo\",outcome=\"server_gone\"} 1\n",
+    ] {
+        assert!(metrics.body.contains(line), "{line}{}", metrics.body);
+    }
 }
 
 #[test]

@@ -436,3 +436,30 @@ fn an_exporter_that_is_down_costs_nothing() {
         );
     }
 }
+
+#[test]
+fn a_malformed_endpoint_leaves_tracing_off_and_says_so() {
+    let world = world();
+    let (serve, session) = start(&world, "not a url");
+    let reply = serve
+        .post(
+            "/mcp/echo",
+            &session_headers(&session),
+            &call(1, "echo", json!({"text": "served"}), json!({})),
+        )
+        .json();
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        json!("served"),
+        "{reply:#}"
+    );
+    let log = std::fs::read_to_string(world.log()).unwrap();
+    assert!(
+        log.contains(
+            "cannot configure the OTLP exporter from OTEL_EXPORTER_OTLP_*; tracing is off"
+        ),
+        "{log}"
+    );
+    // Nothing is injected when tracing is off: the server gets the request as the client sent it.
+    assert_eq!(received(&world, 1)["params"]["_meta"], json!({}));
+}

@@ -260,8 +260,36 @@ fn metrics_count_decisions_upstreams_and_requests_after_real_calls() {
         "{text}"
     );
     assert_eq!(decisions("deny", "default-deny"), 1.0, "{text}");
-    // Tool names are not labels (a client could make up any number of them).
+    // Only tools with their own `tools:` entry are labels; any other name (a client could make
+    // up any number of them) is `other`.
     assert!(!text.contains("not_allowed"), "{text}");
+    assert_eq!(
+        value(
+            &samples,
+            "portcullis_decisions_total",
+            &[("rule", "deny-secrets"), ("tool", "read_file")]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "portcullis_decisions_total",
+            &[("rule", "echo-ok"), ("tool", "other")]
+        ),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "portcullis_decisions_total",
+            &[("rule", "default-deny"), ("tool", "other")]
+        ),
+        1.0,
+        "{text}"
+    );
     assert_eq!(
         value(
             &samples,

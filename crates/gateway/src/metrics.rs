@@ -6,11 +6,13 @@
 //! - `server`: a server name from the policy (requests for other names never reach a session);
 //! - `rule`: a rule id from the policy, or one of the gateway's own fixed ids (`default-deny`,
 //!   `internal-error`, `unroutable-tool`, the vetting ids);
+//! - `tool`: the tool's name only when the policy's `tools:` table has an entry for exactly
+//!   `server.tool`, else `other`;
 //! - `decision`: the closed set `allow`, `require_approval`, `deny`, `kill_session`;
 //! - HTTP `route`, `method` and `status`: fixed names and the status codes the gateway sends.
 //!
-//! Tool names, arguments, principals and session ids are never labels: they come from clients
-//! (or from the servers being guarded) and are unbounded, and arguments may hold secrets.
+//! Other tool names, arguments, principals and session ids are never labels: they come from
+//! clients (or from the servers being guarded) and are unbounded, and arguments may hold secrets.
 //!
 //! Recording never fails and never blocks a call: the registry is in memory, and a scrape that
 //! cannot read the approvals store only leaves the pending-approvals gauge at its last value.
@@ -45,6 +47,7 @@ struct DecisionLabels {
     decision: String,
     rule: String,
     server: String,
+    tool: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -109,7 +112,7 @@ impl Metrics {
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "decisions",
-            "Decisions on evaluated requests (tools/call, resources/read, prompts/get) by decision, rule and server",
+            "Decisions on evaluated requests (tools/call, resources/read, prompts/get) by decision, rule, server and configured tool",
             decisions.clone(),
         );
         let decision_seconds: Histograms<ServerLabels> =
@@ -184,10 +187,11 @@ impl Metrics {
     }
 
     /// One decision on an evaluated request, and how long it took (`None` for refusals made
-    /// before any evaluation, which would only skew the histogram).
+    /// before any evaluation, which would only skew the histogram). `tool` must already be
+    /// bounded: a configured tool's name or [`OTHER_TOOL`] (see [`tool_label`]).
     pub(crate) fn decision(
         &self,
-        server: &str,
+        (server, tool): (&str, &str),
         decision: &str,
         rule: &str,
         took: Option<Duration>,
@@ -197,6 +201,7 @@ impl Metrics {
                 decision: decision.to_owned(),
                 rule: rule.to_owned(),
                 server: server.to_owned(),
+                tool: tool.to_owned(),
             })
             .inc();
         if let Some(took) = took {
@@ -287,6 +292,23 @@ impl Metrics {
     }
 }
 
+/// The `tool` label of a tool that has no entry of its own in the policy's `tools:` table.
+pub(crate) const OTHER_TOOL: &str = "other";
+
+/// The `tool` label of `server.tool`: its name when the policy's `tools:` table has exactly
+/// that key (so the label set is bounded by the policy), else [`OTHER_TOOL`].
+pub(crate) fn tool_label<'a>(
+    policy: &portcullis_policy::CompiledPolicy,
+    server: &str,
+    tool: &'a str,
+) -> &'a str {
+    if policy.raw().tools.contains_key(&format!("{server}.{tool}")) {
+        tool
+    } else {
+        OTHER_TOOL
+    }
+}
+
 /// The shared handle sessions record into.
 pub(crate) type SharedMetrics = Arc<Metrics>;
 
@@ -295,24 +317,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exposition_names_decisions_by_decision_rule_and_server() {
+    fn exposition_names_decisions_by_decision_rule_server_and_tool() {
         let metrics = Metrics::new();
-        metrics.decision(
-            "fs",
-            "deny",
-            "deny-secrets",
-            Some(Duration::from_micros(70)),
-        );
-        metrics.decision(
-            "fs",
-            "deny",
-            "deny-secrets",
-            Some(Duration::from_micros(70)),
-        );
+        for _ in 0..2 {
+            metrics.decision(
+                ("fs", "other"),
+                "deny",
+                "deny-secrets",
+                Some(Duration::from_micros(70)),
+            );
+        }
         let text = metrics.encode();
         assert!(
             text.contains(
-                "portcullis_decisions_total{decision=\"deny\",rule=\"deny-secrets\",server=\"fs\"} 2\n"
+                "portcullis_decisions_total{decision=\"deny\",rule=\"deny-secrets\",server=\"fs\",tool=\"other\"} 2\n"
             ),
             "{text}"
         );

@@ -451,7 +451,12 @@ impl ClientSession {
         tracing::info!(decision_id, name = %shorten(name), "deny: unroutable name on the aggregate endpoint");
         // The name routes to no configured server, so the server label is a fixed `-`: what the
         // client sent is never a label.
-        self.metrics.decision("-", "deny", UNROUTABLE_RULE, None);
+        self.metrics.decision(
+            ("-", crate::metrics::OTHER_TOOL),
+            "deny",
+            UNROUTABLE_RULE,
+            None,
+        );
         Denial {
             code: DenialCode::PolicyDenied,
             reason_class: ReasonClass::ToolIdentity,

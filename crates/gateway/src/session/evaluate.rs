@@ -265,7 +265,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             verdict.decision
         };
         self.metrics.decision(
-            &self.server,
+            (
+                &self.server,
+                crate::metrics::tool_label(&self.policy, &self.server, &tool),
+            ),
             counted.as_str(),
             &verdict.rule,
             Some(started.elapsed()),

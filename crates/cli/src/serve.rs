@@ -31,8 +31,13 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(500);
 /// directory, or on the approvals page and admin API that --admin serves on a separate,
 /// loopback-only listener (token in the state directory's admin.token; docs/approvals.md).
 ///
+/// GET /metrics is the Prometheus exposition, behind the Host check and the bearer token in
+/// STATE_DIR/metrics.token. OpenTelemetry traces are exported over OTLP http/protobuf when
+/// OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set.
+///
 /// SIGINT or SIGTERM stops accepting requests, drains the ones in flight and stops every server.
-/// Logs go to standard error; set PORTCULLIS_LOG to change the level.
+/// Logs go to standard error; set PORTCULLIS_LOG to change the level, --log-format json for
+/// one JSON object per line.
 ///
 /// Examples:
 ///   portcullis serve --policy portcullis.yaml
@@ -66,10 +71,19 @@ pub(crate) struct ServeArgs {
     /// Loopback only, separate from --listen.
     #[arg(long, value_name = "ADDR|SOCKET")]
     admin: Option<String>,
+    /// Log format on standard error: `text`, or `json` (one object per line).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "PORTCULLIS_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    log_format: crate::run::LogFormat,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<u8> {
-    crate::run::init_logging();
+    crate::run::init_logging_as(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

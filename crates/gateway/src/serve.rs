@@ -24,6 +24,7 @@ mod http;
 mod http_upstream;
 mod outbox;
 mod route;
+mod shared;
 mod upstream;
 
 use std::collections::HashMap;
@@ -40,7 +41,9 @@ pub use route::NAMESPACE_SEPARATOR;
 use crate::auth::Authenticator;
 use crate::config::{load_policy, state_dir};
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
 use crate::selftest::self_test;
+use crate::telemetry::Telemetry;
 use route::ClientSession;
 use upstream::UpstreamContext;
 
@@ -55,6 +58,10 @@ pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How long in-flight requests may take to finish after a stop signal.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
+
+/// The bearer token of `GET /metrics`, in the state directory (created 0600 at the first start).
+/// It is its own token, not the admin token: a scraper's credential must not approve calls.
+pub const METRICS_TOKEN_FILE: &str = "metrics.token";
 
 /// How long each server session may take to drain when its client session ends.
 const SESSION_CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -86,6 +93,8 @@ pub(crate) struct App {
     pub(crate) guard: HostGuard,
     pub(crate) public_url: Option<String>,
     pub(crate) sessions: Mutex<HashMap<String, Arc<ClientSession>>>,
+    /// The bearer token `GET /metrics` requires.
+    pub(crate) metrics_token: String,
 }
 
 impl App {
@@ -139,6 +148,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         Some(listen) => Some(crate::admin::serve(listen, &state, Arc::clone(&approvals)).await?),
         None => None,
     };
+    let metrics_token =
+        crate::admin::load_or_create_token_file(&state.join(METRICS_TOKEN_FILE), "metrics")
+            .map_err(|source| GatewayError::Io {
+                what: "cannot prepare the metrics token",
+                source,
+            })?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| GatewayError::Io {
@@ -155,6 +170,24 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         .unwrap_or(policy.sha256())
         .to_owned();
     let servers: Vec<String> = policy.servers().keys().cloned().collect();
+    let telemetry = Telemetry::from_env(tokio::runtime::Handle::current()).map(Arc::new);
+    let metrics = Arc::new(Metrics::new());
+    for server in &servers {
+        metrics.declare_server(server);
+    }
+    // `shared: true` stdio servers run one process for every session, started now.
+    let shared: HashMap<String, Arc<shared::SharedServer>> = policy
+        .servers()
+        .values()
+        .filter(|info| info.spec.shared == Some(true) && info.spec.command.is_some())
+        .map(|info| {
+            tracing::info!(server = %info.name, "this server is shared: one process serves every session");
+            (
+                info.name.clone(),
+                shared::SharedServer::start(info, Arc::clone(&metrics)),
+            )
+        })
+        .collect();
     let app = Arc::new(App {
         ctx: UpstreamContext {
             policy: Arc::new(policy),
@@ -162,23 +195,35 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
             policy_text,
             store: Arc::new(store),
             approvals,
+            metrics,
+            telemetry: telemetry.clone(),
+            shared: Arc::new(shared),
         },
         auth,
         guard: options.guard.clone(),
         public_url: options.public_url.clone(),
         sessions: Mutex::new(HashMap::new()),
+        metrics_token,
     });
-    eprintln!(
-        "portcullis: serving {} at http://{local}/mcp under policy {} (sha256 {sha}), {}, audit in {}",
+    // A log event rather than a bare line on stderr, so that `--log-format json` output stays
+    // one JSON object per line from the first line on.
+    let auth_mode = if app.auth.is_anonymous() {
+        "no auth (loopback only)"
+    } else if app.auth.has_jwt() {
+        "API keys or JWTs required"
+    } else {
+        "API keys required"
+    };
+    tracing::info!(
+        servers = %servers.join(", "),
+        address = %format!("http://{local}/mcp"),
+        policy = %options.policy.display(),
+        sha256 = %sha,
+        auth = auth_mode,
+        state_dir = %state.display(),
+        "portcullis: serving {} at http://{local}/mcp under policy {} (sha256 {sha}), {auth_mode}, audit in {}",
         servers.join(", "),
         options.policy.display(),
-        if app.auth.is_anonymous() {
-            "no auth (loopback only)"
-        } else if app.auth.has_jwt() {
-            "API keys or JWTs required"
-        } else {
-            "API keys required"
-        },
         state.display()
     );
     let reaper = tokio::spawn(reap_idle(Arc::clone(&app)));
@@ -213,6 +258,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         closing.spawn(async move { session.close(SESSION_CLOSE_GRACE).await });
     }
     while closing.join_next().await.is_some() {}
+    for shared in app.ctx.shared.values() {
+        shared.stop().await;
+    }
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
+    }
     Ok(())
 }
 

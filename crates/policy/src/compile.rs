@@ -282,6 +282,13 @@ pub fn compile(
                         .help("remove the field"),
                 );
             }
+            if spec.shared == Some(true) {
+                errors.push(
+                    PolicyError::new(file, "`shared: true` on a URL server: only stdio servers are started by the gateway, so only they can be shared")
+                        .field(format!("{field}.shared"))
+                        .help("remove the field; a URL server's sessions are its own business"),
+                );
+            }
         }
         for (key, path) in [("cwd", &spec.cwd), ("home", &spec.home)] {
             if let Some(p) = path
@@ -608,6 +615,13 @@ fn check_auth(auth: &crate::model::AuthSpec, file: &str, errors: &mut Vec<Policy
                 PolicyError::new(file, "give exactly one of `jwks_file` and `jwks_url`")
                     .field("auth.jwt"),
             ),
+        }
+        if jwt.jwks_ca_file.is_some() && jwt.jwks_url.is_none() {
+            errors.push(
+                PolicyError::new(file, "`jwks_ca_file` without `jwks_url`: it only says whom to trust when fetching the JWKS")
+                    .field("auth.jwt.jwks_ca_file")
+                    .help("remove it, or fetch the keys from `jwks_url`"),
+            );
         }
     }
     let mut seen = std::collections::BTreeSet::new();

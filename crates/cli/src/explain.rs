@@ -18,8 +18,11 @@ use crate::policy_file::{DEFAULT_POLICY, LoadFailure, load, read_input};
 /// The call is a JSON object:
 ///   {"server": "fs", "tool": "read_text_file", "arguments": {"path": "/workspace/a"},
 ///    "method": "tools/call", "principal": "alice", "agent": "coder", "session": "s1",
-///    "labels": ["secret"], "time": "2026-01-05T09:30:00Z"}
+///    "labels": ["secret"], "time": "2026-01-05T09:30:00Z",
+///    "annotations": {"readOnlyHint": true, "destructiveHint": false, "vetted": true}}
 /// Only server and tool are required. It is parsed strictly: duplicate keys are an error.
+/// `annotations` are the tool's MCP annotations as the server would list them, with `vetted`
+/// saying whether the gateway would have approved the definition under `pin:`.
 ///
 /// With --json, one JSON object is printed with at least decision, rules, reason and effect
 /// (the stable machine interface). The exit status is 0 whatever the decision; it is non-zero

@@ -100,14 +100,38 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
 
 /// Logs to standard error only: standard output carries the MCP messages.
 pub(crate) fn init_logging() {
+    init_logging_as(LogFormat::Text);
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `message` and the event's fields), for
+    /// log pipelines.
+    Json,
+}
+
+/// Logs to standard error in `format`, at the level `PORTCULLIS_LOG` sets (default `info`).
+pub(crate) fn init_logging_as(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
         // Clients such as Claude Desktop save the server's stderr to log files: colour codes
         // only where a person is watching a terminal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
 }

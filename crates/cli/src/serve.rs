@@ -27,11 +27,21 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(500);
 /// name loopback unless --allow-host / --allow-origin say otherwise (DNS rebinding protection).
 /// Also: GET /healthz, GET /readyz, GET /.well-known/oauth-protected-resource.
 ///
+/// Held calls (require_approval) are approved with `portcullis approvals` on the same state
+/// directory, or on the approvals page and admin API that --admin serves on a separate,
+/// loopback-only listener (token in the state directory's admin.token; docs/approvals.md).
+///
+/// GET /metrics is the Prometheus exposition, behind the Host check and the bearer token in
+/// STATE_DIR/metrics.token. OpenTelemetry traces are exported over OTLP http/protobuf when
+/// OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set.
+///
 /// SIGINT or SIGTERM stops accepting requests, drains the ones in flight and stops every server.
-/// Logs go to standard error; set PORTCULLIS_LOG to change the level.
+/// Logs go to standard error; set PORTCULLIS_LOG to change the level, --log-format json for
+/// one JSON object per line.
 ///
 /// Examples:
 ///   portcullis serve --policy portcullis.yaml
+///   portcullis serve --policy portcullis.yaml --admin 127.0.0.1:8751
 ///   portcullis serve --policy team.yaml --listen 0.0.0.0:8750 --allow-host mcp.example.com \
 ///       --public-url https://mcp.example.com
 #[derive(Debug, Args)]
@@ -66,10 +76,24 @@ pub(crate) struct ServeArgs {
     /// The public base URL when behind a proxy (for the protected-resource metadata).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Serve the approvals admin API and web page on ADDR (`127.0.0.1:PORT`, port 0 picks one)
+    /// or a unix socket path; requests need the token in the state directory's `admin.token`.
+    /// Loopback only, separate from --listen.
+    #[arg(long, value_name = "ADDR|SOCKET")]
+    admin: Option<String>,
+    /// Log format on standard error: `text`, or `json` (one object per line).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "PORTCULLIS_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    log_format: crate::run::LogFormat,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<u8> {
-    crate::run::init_logging();
+    crate::run::init_logging_as(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -89,6 +113,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8> {
             origins: args.allow_origins,
         },
         public_url: args.public_url,
+        admin: args.admin,
     };
     let result = runtime.block_on(portcullis_gateway::serve(options));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);

@@ -12,23 +12,8 @@
 #[path = "support/gateway.rs"]
 mod support;
 
-use std::path::PathBuf;
-
 use serde_json::{Value, json};
-use support::{Setup, denial};
-
-fn peer(name: &str) -> PathBuf {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir =
-        std::env::var_os("PORTCULLIS_PEERS_DIR").map_or_else(|| repo.join(".peers"), PathBuf::from);
-    let bin = dir.join("node/node_modules/.bin").join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run scripts/install-peers (scripts/test does) to install the real MCP peers",
-        bin.display()
-    );
-    std::fs::canonicalize(bin).unwrap()
-}
+use support::{Setup, denial, node_peer};
 
 fn node_path() -> String {
     std::env::var("PATH").unwrap_or_default()
@@ -63,7 +48,7 @@ rules:
     when: {{ server: fs, tool: [read_text_file, list_directory], args: {{ path: {{ under: {ws} }} }} }}
     decision: allow
 "#,
-        bin = peer("mcp-server-filesystem").display(),
+        bin = node_peer("mcp-server-filesystem").display(),
         ws = setup.ws.display(),
         path = node_path(),
     );
@@ -119,7 +104,7 @@ rules:
     when: {{ server: everything, tool: echo }}
     decision: allow
 "#,
-        bin = peer("mcp-server-everything").display(),
+        bin = node_peer("mcp-server-everything").display(),
         path = node_path(),
     );
     std::fs::write(&setup.policy, text).unwrap();

@@ -71,14 +71,20 @@ struct AppState {
 ///
 /// An I/O error reading or creating the file, or a token file others can read.
 pub fn load_or_create_token(state_dir: &Path) -> std::io::Result<String> {
+    load_or_create_token_file(&state_dir.join(TOKEN_FILE), "admin")
+}
+
+/// Loads the bearer token in `path`, creating it (0600, 32 random bytes as hex) if missing;
+/// `what` names it in errors (`admin`, `metrics`).
+pub(crate) fn load_or_create_token_file(path: &Path, what: &str) -> std::io::Result<String> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    let path = state_dir.join(TOKEN_FILE);
+    let path = path.to_path_buf();
     match std::fs::symlink_metadata(&path) {
         Ok(meta) => {
             if !meta.file_type().is_file() || meta.permissions().mode() & 0o077 != 0 {
                 return Err(std::io::Error::other(format!(
-                    "the admin token `{}` must be a regular file readable only by its owner (chmod 600)",
+                    "the {what} token `{}` must be a regular file readable only by its owner (chmod 600)",
                     path.display()
                 )));
             }
@@ -86,7 +92,7 @@ pub fn load_or_create_token(state_dir: &Path) -> std::io::Result<String> {
             let token = text.trim().to_owned();
             if token.len() < 32 {
                 return Err(std::io::Error::other(format!(
-                    "the admin token `{}` is too short",
+                    "the {what} token `{}` is too short",
                     path.display()
                 )));
             }
@@ -224,11 +230,16 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    bearer_is(headers, &state.token)
+}
+
+/// Whether the request's `Authorization: Bearer` token is `token` (compared in constant time).
+pub(crate) fn bearer_is(headers: &HeaderMap, token: &str) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    given.is_some_and(|token| same(token.trim().as_bytes(), state.token.as_bytes()))
+    given.is_some_and(|given| same(given.trim().as_bytes(), token.as_bytes()))
 }
 
 fn unauthorized() -> Response {

@@ -263,6 +263,36 @@ impl JwtVerifier {
     }
 }
 
+/// The certificates of a `jwks_ca_file` (PEM, one or more).
+async fn jwks_ca(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, GatewayError> {
+    let pem = tokio::fs::read(path).await.map_err(|e| {
+        GatewayError::Insecure(format!(
+            "cannot read the JWKS CA file `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certificates) if !certificates.is_empty() => Ok(certificates),
+        Ok(_) | Err(_) => Err(GatewayError::Insecure(format!(
+            "the JWKS CA file `{}` holds no PEM certificate\nhelp: give the CA certificate as `-----BEGIN CERTIFICATE-----` PEM",
+            path.display()
+        ))),
+    }
+}
+
+/// An error and its causes, `a: b: c` (reqwest's own message alone says only "error sending
+/// request", not that the certificate was not trusted).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// The JWKS of `spec`, from its file (relative to the policy) or URL.
 async fn fetch_jwks(spec: &JwtSpec, policy_dir: &std::path::Path) -> Result<JwkSet, GatewayError> {
     let bytes = match (&spec.jwks_file, &spec.jwks_url) {
@@ -276,14 +306,18 @@ async fn fetch_jwks(spec: &JwtSpec, policy_dir: &std::path::Path) -> Result<JwkS
                 })?
         }
         (None, Some(url)) => {
-            let client = reqwest::Client::builder()
+            let mut client = reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| {
-                    GatewayError::Insecure(format!("cannot build an HTTP client for the JWKS: {e}"))
-                })?;
+                .timeout(Duration::from_secs(10));
+            if let Some(ca) = &spec.jwks_ca_file {
+                for certificate in jwks_ca(&policy_dir.join(ca)).await? {
+                    client = client.add_root_certificate(certificate);
+                }
+            }
+            let client = client.build().map_err(|e| {
+                GatewayError::Insecure(format!("cannot build an HTTP client for the JWKS: {e}"))
+            })?;
             let response = client
                 .get(url)
                 .send()
@@ -291,8 +325,8 @@ async fn fetch_jwks(spec: &JwtSpec, policy_dir: &std::path::Path) -> Result<JwkS
                 .and_then(reqwest::Response::error_for_status)
                 .map_err(|e| {
                     GatewayError::Insecure(format!(
-                        "cannot fetch the JWKS `{url}`: {}",
-                        e.without_url()
+                        "cannot fetch the JWKS `{url}`: {}\nhelp: an identity provider behind a private CA needs `jwks_ca_file: ca.pem` in `auth.jwt`",
+                        causes(&e.without_url())
                     ))
                 })?;
             if response
@@ -341,6 +375,9 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod jwks_tls;
 
 #[cfg(test)]
 mod tests {
@@ -401,7 +438,7 @@ mod tests {
     }
 
     /// An Ed25519 key pair generated now: the signing key and its JWK (with `kid`).
-    fn key_pair(kid: &str) -> (EncodingKey, Jwk) {
+    pub(super) fn key_pair(kid: &str) -> (EncodingKey, Jwk) {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).unwrap();
         // PKCS#8 v1 for Ed25519: a fixed prefix and the 32-byte seed (RFC 8410).
@@ -413,13 +450,13 @@ mod tests {
         (key, jwk)
     }
 
-    fn sign(key: &EncodingKey, kid: &str, claims: &Value) -> String {
+    pub(super) fn sign(key: &EncodingKey, kid: &str, claims: &Value) -> String {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid.to_owned());
         jsonwebtoken::encode(&header, claims, key).unwrap()
     }
 
-    fn now() -> i64 {
+    pub(super) fn now() -> i64 {
         jiff::Timestamp::now().as_second()
     }
 
@@ -440,6 +477,7 @@ mod tests {
                 audience: "https://mcp.example".into(),
                 jwks_file: Some("jwks.json".into()),
                 jwks_url: None,
+                jwks_ca_file: None,
                 principal_claim: Some("email".into()),
                 agent_claim: Some("agent".into()),
             }),
@@ -517,6 +555,7 @@ mod tests {
                 audience: "a".into(),
                 jwks_file: Some("nope.json".into()),
                 jwks_url: None,
+                jwks_ca_file: None,
                 principal_claim: None,
                 agent_claim: None,
             }),

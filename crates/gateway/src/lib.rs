@@ -47,6 +47,7 @@ pub mod demo;
 mod denial;
 mod error;
 mod limits;
+mod metrics;
 mod record;
 mod reload;
 mod resolver;
@@ -56,6 +57,7 @@ mod selftest;
 mod serve;
 mod session;
 pub mod suggest;
+mod telemetry;
 mod vetting;
 
 pub use auth::{ANONYMOUS, MAX_AUTHORIZATION_BYTES};
@@ -70,8 +72,8 @@ pub use resolver::{FsResolver, MAX_SYMLINK_HOPS};
 pub use run::{KILLED_EXIT_CODE, run};
 pub use selftest::self_test;
 pub use serve::{
-    DEFAULT_LISTEN, MAX_SESSIONS, NAMESPACE_SEPARATOR, SESSION_IDLE_TIMEOUT, SHUTDOWN_DRAIN,
-    ServeOptions, serve,
+    DEFAULT_LISTEN, MAX_SESSIONS, METRICS_TOKEN_FILE, NAMESPACE_SEPARATOR, SESSION_IDLE_TIMEOUT,
+    SHUTDOWN_DRAIN, ServeOptions, serve,
 };
 pub use session::SessionEnd;
 pub use vetting::pins::{LOCK_FILE, LockError, LockFile, fingerprint};

@@ -98,6 +98,8 @@ pub async fn run(options: RunOptions) -> Result<i32, GatewayError> {
         upstream: child.stdin(),
         client: LineWriter::new(tokio::io::stdout()),
         approvals,
+        // `run` has no metrics endpoint; the counters are kept and never read.
+        metrics: Arc::default(),
     });
     let end = session
         .run(

@@ -24,6 +24,7 @@ mod http;
 mod http_upstream;
 mod outbox;
 mod route;
+mod shared;
 mod upstream;
 
 use std::collections::HashMap;
@@ -39,7 +40,9 @@ pub use route::NAMESPACE_SEPARATOR;
 use crate::auth::Authenticator;
 use crate::config::{load_policy, open_store};
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
 use crate::selftest::self_test;
+use crate::telemetry::Telemetry;
 use route::ClientSession;
 use upstream::UpstreamContext;
 
@@ -54,6 +57,10 @@ pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How long in-flight requests may take to finish after a stop signal.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
+
+/// The bearer token of `GET /metrics`, in the state directory (created 0600 at the first start).
+/// It is its own token, not the admin token: a scraper's credential must not approve calls.
+pub const METRICS_TOKEN_FILE: &str = "metrics.token";
 
 /// How long each server session may take to drain when its client session ends.
 const SESSION_CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -74,6 +81,10 @@ pub struct ServeOptions {
     /// The externally visible base URL (`https://mcp.example.com`) when behind a proxy; used in
     /// the protected-resource metadata. Default: `http://` and the request's `Host`.
     pub public_url: Option<String>,
+    /// Serve the approvals admin API and page on this loopback address or unix socket, as
+    /// `run --admin` does. A separate listener: the MCP front may face the network, the admin
+    /// API never does.
+    pub admin: Option<String>,
 }
 
 /// Shared state of the HTTP front.
@@ -83,6 +94,8 @@ pub(crate) struct App {
     pub(crate) guard: HostGuard,
     pub(crate) public_url: Option<String>,
     pub(crate) sessions: Mutex<HashMap<String, Arc<ClientSession>>>,
+    /// The bearer token `GET /metrics` requires.
+    pub(crate) metrics_token: String,
 }
 
 impl App {
@@ -120,14 +133,26 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         )));
     }
     // Held calls of HTTP sessions are resolved like stdio ones: `portcullis approvals` on this
-    // state, or a lease. With a shared store any instance's admin API resolves them.
-    let (store, _state) = open_store(
+    // state, the admin API and page (`admin`), or a lease; with a shared store, through any
+    // instance.
+    let (store, state) = open_store(
         &options.policy,
         &policy,
         options.state_dir.as_deref(),
         options.store.as_deref(),
     )?;
     let store = Arc::new(store);
+    let approvals = Arc::clone(&store);
+    let _admin = match &options.admin {
+        Some(listen) => Some(crate::admin::serve(listen, &state, Arc::clone(&approvals)).await?),
+        None => None,
+    };
+    let metrics_token =
+        crate::admin::load_or_create_token_file(&state.join(METRICS_TOKEN_FILE), "metrics")
+            .map_err(|source| GatewayError::Io {
+                what: "cannot prepare the metrics token",
+                source,
+            })?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| GatewayError::Io {
@@ -144,30 +169,61 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         .unwrap_or(policy.sha256())
         .to_owned();
     let servers: Vec<String> = policy.servers().keys().cloned().collect();
+    let telemetry = Telemetry::from_env(tokio::runtime::Handle::current()).map(Arc::new);
+    let metrics = Arc::new(Metrics::new());
+    for server in &servers {
+        metrics.declare_server(server);
+    }
+    // `shared: true` stdio servers run one process for every session, started now.
+    let shared: HashMap<String, Arc<shared::SharedServer>> = policy
+        .servers()
+        .values()
+        .filter(|info| info.spec.shared == Some(true) && info.spec.command.is_some())
+        .map(|info| {
+            tracing::info!(server = %info.name, "this server is shared: one process serves every session");
+            (
+                info.name.clone(),
+                shared::SharedServer::start(info, Arc::clone(&metrics)),
+            )
+        })
+        .collect();
     let app = Arc::new(App {
         ctx: UpstreamContext {
             policy: Arc::new(policy),
             policy_path: options.policy.clone(),
             policy_text,
             store: Arc::clone(&store),
-            approvals: store,
+            approvals,
+            metrics,
+            telemetry: telemetry.clone(),
+            shared: Arc::new(shared),
         },
         auth,
         guard: options.guard.clone(),
         public_url: options.public_url.clone(),
         sessions: Mutex::new(HashMap::new()),
+        metrics_token,
     });
-    eprintln!(
-        "portcullis: serving {} at http://{local}/mcp under policy {} (sha256 {sha}), {}, audit in {}",
+    // A log event rather than a bare line on stderr, so that `--log-format json` output stays
+    // one JSON object per line from the first line on.
+    let auth_mode = if app.auth.is_anonymous() {
+        "no auth (loopback only)"
+    } else if app.auth.has_jwt() {
+        "API keys or JWTs required"
+    } else {
+        "API keys required"
+    };
+    tracing::info!(
+        servers = %servers.join(", "),
+        address = %format!("http://{local}/mcp"),
+        policy = %options.policy.display(),
+        sha256 = %sha,
+        auth = auth_mode,
+        state_dir = %state.display(),
+        store = %app.ctx.store.location(),
+        "portcullis: serving {} at http://{local}/mcp under policy {} (sha256 {sha}), {auth_mode}, audit in {}",
         servers.join(", "),
         options.policy.display(),
-        if app.auth.is_anonymous() {
-            "no auth (loopback only)"
-        } else if app.auth.has_jwt() {
-            "API keys or JWTs required"
-        } else {
-            "API keys required"
-        },
         app.ctx.store.location()
     );
     let reaper = tokio::spawn(reap_idle(Arc::clone(&app)));
@@ -202,6 +258,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         closing.spawn(async move { session.close(SESSION_CLOSE_GRACE).await });
     }
     while closing.join_next().await.is_some() {}
+    for shared in app.ctx.shared.values() {
+        shared.stop().await;
+    }
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
+    }
     Ok(())
 }
 

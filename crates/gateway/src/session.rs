@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::denial::Denial;
+use crate::metrics::SharedMetrics;
 use crate::record;
 use crate::reload::Reloader;
 
@@ -121,6 +122,7 @@ pub(crate) struct Session<W> {
     lock_path: PathBuf,
     end: Option<SessionEnd>,
     approvals: approval::Approvals,
+    metrics: SharedMetrics,
 }
 
 /// Everything a session needs to start.
@@ -138,6 +140,8 @@ pub(crate) struct SessionParts<W> {
     pub(crate) client: LineWriter<W>,
     /// Approvals and leases (approvals).
     pub(crate) approvals: Arc<portcullis_store::Store>,
+    /// Where decisions and outcomes are counted (`serve`'s `/metrics`).
+    pub(crate) metrics: SharedMetrics,
 }
 
 impl<W: AsyncWrite + Unpin> Session<W> {
@@ -165,6 +169,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             lock_path: crate::vetting::pins::LockFile::path_for(&parts.policy_path),
             end: None,
             approvals: approval::Approvals::new(parts.approvals),
+            metrics: parts.metrics,
         }
     }
 
@@ -330,7 +335,9 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         );
         event.principal.clone_from(&self.principal);
         event.outcome = Some(outcome.to_owned());
-        event.duration_us = Some(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
+        let took = start.elapsed();
+        self.metrics.upstream_call(&self.server, outcome, took);
+        event.duration_us = Some(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
         event.policy_sha256 = Some(self.policy.sha256().to_owned());
         let append = self.store.append(event);
         let decision_id = call.decision_id.clone();

@@ -32,6 +32,53 @@ pub struct Call {
     pub labels: BTreeSet<String>,
     /// When the call happens.
     pub time: Option<jiff::Timestamp>,
+    /// What the server's own `tools/list` says about the tool, if the gateway has seen it.
+    pub hints: Option<ToolHints>,
+}
+
+/// The behaviour hints of an MCP tool definition (`annotations.readOnlyHint` and
+/// `annotations.destructiveHint`). They come from the party being guarded, so the engine lets
+/// them make a call's effect stricter, and loosen it only where the operator said
+/// `trust_annotations: true` for the server *and* the definition was vetted (approved under
+/// `pin:`), so a server cannot loosen its own tools by changing their annotations mid-session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ToolHints {
+    /// `annotations.readOnlyHint`, when the server gives it as a boolean.
+    pub read_only: Option<bool>,
+    /// `annotations.destructiveHint`, when the server gives it as a boolean.
+    pub destructive: Option<bool>,
+    /// Whether the definition these hints come from was approved by tool pinning.
+    pub vetted: bool,
+}
+
+impl ToolHints {
+    /// The hints of one tool definition from a `tools/list` result, or `None` when it has no
+    /// boolean `readOnlyHint` or `destructiveHint`. A hint of another type is ignored: it cannot
+    /// be read, so it says nothing (and so cannot loosen anything).
+    #[must_use]
+    pub fn from_tool(tool: &Value, vetted: bool) -> Option<ToolHints> {
+        let annotations = tool.get("annotations")?;
+        let read_only = annotations.get("readOnlyHint").and_then(Value::as_bool);
+        let destructive = annotations.get("destructiveHint").and_then(Value::as_bool);
+        (read_only.is_some() || destructive.is_some()).then_some(ToolHints {
+            read_only,
+            destructive,
+            vetted,
+        })
+    }
+
+    /// The server says the tool changes something: `readOnlyHint: false` or
+    /// `destructiveHint: true`.
+    #[must_use]
+    pub fn says_mutating(&self) -> bool {
+        self.read_only == Some(false) || self.destructive == Some(true)
+    }
+
+    /// The server says the tool only reads: `readOnlyHint: true` and not `destructiveHint: true`.
+    #[must_use]
+    pub fn says_read_only(&self) -> bool {
+        self.read_only == Some(true) && self.destructive != Some(true)
+    }
 }
 
 impl Call {
@@ -48,7 +95,8 @@ impl Call {
 
     /// Read a call from the JSON form used by `portcullis explain --call` and test case files:
     /// `{"server", "tool", "arguments", "method", "principal", "agent", "session", "labels",
-    /// "time"}`. Unknown fields and wrong types are errors.
+    /// "time", "annotations"}`, where `annotations` is the tool's MCP annotations as the server
+    /// lists them plus an optional `"vetted": true`. Unknown fields and wrong types are errors.
     pub fn from_json(value: &Value) -> Result<Call, String> {
         let obj = value
             .as_object()
@@ -92,9 +140,10 @@ impl Call {
                         format!("`time` must be an RFC 3339 timestamp such as `2026-01-05T09:30:00Z`: {e}")
                     })?);
                 }
+                "annotations" => call.hints = hints_field(v)?,
                 other => {
                     return Err(format!(
-                        "unknown call field `{other}`; expected server, tool, arguments, method, principal, agent, session, labels or time"
+                        "unknown call field `{other}`; expected server, tool, arguments, method, principal, agent, session, labels, time or annotations"
                     ));
                 }
             }
@@ -107,6 +156,27 @@ impl Call {
         }
         Ok(call)
     }
+}
+
+/// `annotations` of a call given as JSON: `readOnlyHint`, `destructiveHint` (booleans) and
+/// `vetted` (boolean, default false). Strict, unlike [`ToolHints::from_tool`]: this is the
+/// operator's own test input, so a typo must not pass silently.
+fn hints_field(v: &Value) -> Result<Option<ToolHints>, String> {
+    const EXPECTED: &str = "`annotations` must be an object with optional boolean `readOnlyHint`, `destructiveHint` and `vetted`";
+    let obj = v.as_object().ok_or(EXPECTED)?;
+    let mut hints = ToolHints::default();
+    for (key, value) in obj {
+        let flag = value
+            .as_bool()
+            .ok_or_else(|| format!("`annotations.{key}` must be true or false"))?;
+        match key.as_str() {
+            "readOnlyHint" => hints.read_only = Some(flag),
+            "destructiveHint" => hints.destructive = Some(flag),
+            "vetted" => hints.vetted = flag,
+            other => return Err(format!("unknown annotation `{other}`; {EXPECTED}")),
+        }
+    }
+    Ok(Some(hints))
 }
 
 fn string_field(key: &str, v: &Value) -> Result<String, String> {
@@ -132,6 +202,51 @@ mod tests {
         assert_eq!(call.method, "tools/call");
         assert!(call.labels.contains("secret"));
         assert!(call.time.is_some());
+    }
+
+    #[test]
+    fn reads_annotations_strictly() {
+        let call = Call::from_json(&json!({
+            "server": "fs", "tool": "t",
+            "annotations": {"readOnlyHint": true, "vetted": true}
+        }))
+        .unwrap();
+        assert_eq!(
+            call.hints,
+            Some(ToolHints {
+                read_only: Some(true),
+                destructive: None,
+                vetted: true
+            })
+        );
+        for bad in [
+            json!("yes"),
+            json!({"readOnlyHint": "true"}),
+            json!({"readonlyHint": true}),
+            json!({"vetted": 1}),
+        ] {
+            let e = Call::from_json(&json!({"server": "fs", "tool": "t", "annotations": bad}))
+                .unwrap_err();
+            assert!(e.contains("annotations"), "{e}");
+        }
+    }
+
+    #[test]
+    fn hints_from_a_listed_tool_ignore_what_they_cannot_read() {
+        let tool =
+            json!({"name": "t", "annotations": {"readOnlyHint": "yes", "destructiveHint": true}});
+        let hints = ToolHints::from_tool(&tool, false).unwrap();
+        assert_eq!(hints.read_only, None);
+        assert!(hints.says_mutating());
+        assert!(!hints.says_read_only());
+        assert_eq!(ToolHints::from_tool(&json!({"name": "t"}), true), None);
+        assert_eq!(
+            ToolHints::from_tool(&json!({"name": "t", "annotations": {"title": "x"}}), true),
+            None
+        );
+        let read =
+            ToolHints::from_tool(&json!({"annotations": {"readOnlyHint": true}}), true).unwrap();
+        assert!(read.says_read_only() && !read.says_mutating());
     }
 
     #[test]

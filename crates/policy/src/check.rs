@@ -59,6 +59,20 @@ pub fn lint(policy: &CompiledPolicy) -> Vec<Lint> {
             });
         }
     }
+    for s in policy.servers.values() {
+        if s.trust_annotations && s.spec.pin.is_none() {
+            out.push(Lint {
+                code: "trust-annotations-unpinned",
+                rule: None,
+                pos: None,
+                message: format!(
+                    "server `{}` has `trust_annotations: true` but no `pin:`: annotations are trusted only from pinned, approved tool definitions, so they will never make a tool a read",
+                    s.name
+                ),
+                help: "add `pin: tofu` (or `pin: lock`) to the server, or remove `trust_annotations`".into(),
+            });
+        }
+    }
     for rule in &policy.rules {
         unreachable(policy, rule, &mut out);
         costly_regexes(rule, &mut out);

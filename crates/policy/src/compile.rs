@@ -45,6 +45,8 @@ pub struct ServerInfo {
     pub resolve_symlinks: bool,
     /// The effective mode (server override, else policy mode).
     pub mode: Mode,
+    /// Whether vetted tool annotations may loosen a classification (`trust_annotations`).
+    pub trust_annotations: bool,
 }
 
 /// One compiled rule.
@@ -297,6 +299,13 @@ pub fn compile(
                         .help("remove the field"),
                 );
             }
+            if spec.shared == Some(true) {
+                errors.push(
+                    PolicyError::new(file, "`shared: true` on a URL server: only stdio servers are started by the gateway, so only they can be shared")
+                        .field(format!("{field}.shared"))
+                        .help("remove the field; a URL server's sessions are its own business"),
+                );
+            }
         }
         for (key, path) in [("cwd", &spec.cwd), ("home", &spec.home)] {
             if let Some(p) = path
@@ -319,6 +328,7 @@ pub fn compile(
                 name: name.clone(),
                 resolve_symlinks: spec.url.is_none() && spec.resolve_symlinks.unwrap_or(true),
                 mode: spec.mode.unwrap_or(mode),
+                trust_annotations: spec.trust_annotations.unwrap_or(false),
                 spec: spec.clone(),
             },
         );
@@ -623,6 +633,13 @@ fn check_auth(auth: &crate::model::AuthSpec, file: &str, errors: &mut Vec<Policy
                 PolicyError::new(file, "give exactly one of `jwks_file` and `jwks_url`")
                     .field("auth.jwt"),
             ),
+        }
+        if jwt.jwks_ca_file.is_some() && jwt.jwks_url.is_none() {
+            errors.push(
+                PolicyError::new(file, "`jwks_ca_file` without `jwks_url`: it only says whom to trust when fetching the JWKS")
+                    .field("auth.jwt.jwks_ca_file")
+                    .help("remove it, or fetch the keys from `jwks_url`"),
+            );
         }
     }
     let mut seen = std::collections::BTreeSet::new();

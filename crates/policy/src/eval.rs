@@ -14,7 +14,7 @@ use self::args::{ArgLookup, declared_type_problem};
 use self::readings::Readings;
 use crate::call::{Call, METHOD_RESOURCES_READ, METHOD_TOOLS_CALL};
 use crate::compile::matcher::Matcher;
-use crate::compile::tools::ToolFacts;
+use crate::compile::tools::{CallEffect, ToolFacts};
 use crate::compile::{CompiledPolicy, Rule};
 use crate::decision::{Decision, Effect, Mode, ReasonClass};
 use crate::model::{ApprovalSpec, LimitSpec};
@@ -145,6 +145,8 @@ fn guarded(policy: &CompiledPolicy, call: &Call, ctx: &EvalContext<'_>, trace: b
 pub(crate) struct Scope<'a> {
     pub(crate) call: &'a Call,
     pub(crate) facts: &'a ToolFacts<'a>,
+    /// The call's effect: the facts' classification adjusted by the tool's annotations.
+    pub(crate) effect: CallEffect,
     pub(crate) readings: &'a Readings<'a>,
     pub(crate) notes: Option<std::cell::RefCell<Vec<String>>>,
 }
@@ -181,7 +183,8 @@ fn evaluate_inner(
     };
     let mode = server.mode;
     let facts = policy.tools.lookup(&call.server, &call.tool);
-    let effect = facts.effect();
+    let call_effect = facts.effect_with(call.hints.as_ref(), server.trust_annotations);
+    let effect = call_effect.reported();
     if call.method == METHOD_TOOLS_CALL && policy.is_hidden(&call.server, &call.tool) {
         return Evaluation::engine(
             Decision::Deny,
@@ -230,6 +233,7 @@ fn evaluate_inner(
         let scope = Scope {
             call,
             facts: &facts,
+            effect: call_effect,
             readings: &readings,
             notes: trace.then(|| std::cell::RefCell::new(Vec::new())),
         };
@@ -534,10 +538,16 @@ pub(crate) fn eval_matcher(m: &Matcher, scope: &Scope<'_>, top: bool) -> Tri {
         }
     }
     if let Some(effects) = &m.effect {
-        and!(
-            "effect",
-            Tri::from_bool(effects.contains(&scope.facts.effect()))
-        );
+        if let CallEffect::Contested(declared) = scope.effect {
+            scope.note(|| {
+                format!(
+                    "the policy declares the tool `{}` but the server's annotations say it changes something, so its effect is `{}` or `unknown`; declare its real effect in `tools`",
+                    declared.as_str(),
+                    declared.as_str()
+                )
+            });
+        }
+        and!("effect", scope.effect.within(effects));
     }
     if let Some(p) = &m.principal {
         and!(

@@ -40,7 +40,7 @@ pub mod pack;
 pub mod schema;
 pub mod tri;
 
-pub use crate::call::Call;
+pub use crate::call::{Call, ToolHints};
 pub use crate::compile::{CompiledPolicy, ServerInfo, compile, load_policy};
 pub use crate::decision::{Decision, Effect, Mode, ReasonClass};
 pub use crate::error::{PolicyError, PolicyErrors};

@@ -111,6 +111,10 @@ pub struct JwtSpec {
     /// A JWKS URL (https, or http on loopback), fetched when `serve` starts and hourly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
+    /// PEM certificates (relative to the policy) trusted for `jwks_url` besides the public web
+    /// roots: for an identity provider behind a private CA. Only the JWKS fetch trusts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_ca_file: Option<String>,
     /// The claim naming the principal (default `sub`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal_claim: Option<String>,
@@ -156,7 +160,8 @@ pub struct ServerSpec {
     /// gateway's filesystem; always false for URL servers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolve_symlinks: Option<bool>,
-    /// Let this server's tool annotations loosen the classification (default false).
+    /// Let this server's vetted tool annotations (`readOnlyHint: true`, approved under `pin:`)
+    /// make an undeclared tool a `read` (default false). Annotations always tighten.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_annotations: Option<bool>,
     /// Per-server mode override.
@@ -169,6 +174,14 @@ pub struct ServerSpec {
     /// A trip wire for this server's sessions, replacing the policy-wide `kill_after`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_after: Option<KillAfterSpec>,
+    /// `portcullis serve` runs one process of this stdio server for all client sessions
+    /// instead of one per session (default false). Only for stateless servers: every session
+    /// reaches the same process, so anything it remembers is shared. Requests are multiplexed
+    /// under gateway-owned ids; the server's own requests (sampling, elicitation, roots) are
+    /// refused, its log messages and resource updates are dropped, and it is restarted if it
+    /// exits. Ignored by `portcullis run`, which serves one client anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<bool>,
 }
 
 /// Trusted facts about a tool.

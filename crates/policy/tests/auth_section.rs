@@ -46,3 +46,51 @@ fn rejects_unknown_auth_fields() {
     let error = compile("auth:\n  api_key: []\n").unwrap_err();
     assert!(error.contains("api_key"), "{error}");
 }
+
+fn jwt(fields: &str) -> Result<CompiledPolicy, String> {
+    compile(&format!(
+        "auth:\n  jwt: {{ issuer: 'https://idp.example', audience: 'https://mcp.example', {fields} }}\n"
+    ))
+}
+
+#[test]
+fn a_jwks_url_must_be_https_unless_loopback() {
+    for url in [
+        "http://idp.example/jwks.json",
+        "http://10.0.0.5/jwks.json",
+        "http://127.0.0.1.evil.example/jwks.json",
+        "ftp://idp.example/jwks.json",
+    ] {
+        let error = jwt(&format!("jwks_url: '{url}'")).unwrap_err();
+        assert!(
+            error.contains(&format!("`jwks_url` `{url}` is not https")),
+            "{error}"
+        );
+        assert!(
+            error.contains(
+                "keys fetched in the clear could be replaced; use https (http only on loopback)"
+            ),
+            "{error}"
+        );
+    }
+    for url in [
+        "https://idp.example/jwks.json",
+        "http://127.0.0.1:8080/jwks.json",
+        "http://localhost/jwks.json",
+        "http://[::1]:9/jwks.json",
+    ] {
+        jwt(&format!("jwks_url: '{url}'")).unwrap();
+    }
+}
+
+#[test]
+fn a_jwks_ca_file_needs_a_jwks_url() {
+    jwt("jwks_url: 'https://idp.example/jwks.json', jwks_ca_file: ca.pem").unwrap();
+    let error = jwt("jwks_file: jwks.json, jwks_ca_file: ca.pem").unwrap_err();
+    assert!(
+        error.contains(
+            "`jwks_ca_file` without `jwks_url`: it only says whom to trust when fetching the JWKS"
+        ),
+        "{error}"
+    );
+}

@@ -20,7 +20,7 @@
 )]
 
 use portcullis_policy::normalize::path::{PathContext, path_readings};
-use portcullis_policy::{Call, CompiledPolicy, Decision, EvalContext, Tri, evaluate};
+use portcullis_policy::{Call, CompiledPolicy, Decision, EvalContext, ToolHints, Tri, evaluate};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Map, Value, json};
@@ -239,7 +239,17 @@ impl Matcher {
 }
 
 fn compile(rules: &[Rule]) -> CompiledPolicy {
+    compile_with(rules, false)
+}
+
+/// `trust`: every server has `trust_annotations: true`.
+fn compile_with(rules: &[Rule], trust: bool) -> CompiledPolicy {
     let mut policy = fixture();
+    if trust && let Some(servers) = policy["servers"].as_object_mut() {
+        for server in servers.values_mut() {
+            server["trust_annotations"] = json!(true);
+        }
+    }
     let rendered: Vec<Value> = rules
         .iter()
         .map(|r| {
@@ -622,6 +632,36 @@ proptest! {
         let p = compile(&rules);
         for call in &calls {
             prop_assert_ne!(decide(&p, call).0, Decision::Allow);
+        }
+    }
+
+    /// A server's tool annotations never loosen a decision, except the one loosening the
+    /// operator opts into: `trust_annotations: true`, a vetted definition saying read-only, for
+    /// a tool the policy does not declare.
+    #[test]
+    fn annotations_loosen_only_where_trusted(
+        rules in rules_strategy(true),
+        call in call_strategy(),
+        trust in any::<bool>(),
+        read_only in prop::option::of(any::<bool>()),
+        destructive in prop::option::of(any::<bool>()),
+        vetted in any::<bool>(),
+    ) {
+        let p = compile_with(&rules, trust);
+        let hints = ToolHints { read_only, destructive, vetted };
+        let mut hinted = call.clone();
+        hinted.hints = Some(hints);
+        let before = decide(&p, &call);
+        let after = decide(&p, &hinted);
+        let opted_in = trust
+            && vetted
+            && hints.says_read_only()
+            && effect_of(&call.server, &call.tool) == "unknown";
+        if !opted_in {
+            prop_assert!(
+                after.0 >= before.0,
+                "annotations {hints:?} loosened {before:?} to {after:?} (trust {trust})"
+            );
         }
     }
 

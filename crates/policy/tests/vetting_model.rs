@@ -81,27 +81,30 @@ hide: [fs.read_secret*]
 fn can_ever_allow_follows_the_rules() {
     let p = load(REACH).unwrap();
     assert!(
-        p.can_ever_allow("fs", "read"),
+        p.can_ever_allow("fs", "read", None),
         "an allow with conditions may hold"
     );
-    assert!(p.can_ever_allow("fs", "write"), "approval counts");
+    assert!(p.can_ever_allow("fs", "write", None), "approval counts");
     assert!(
-        !p.can_ever_allow("fs", "write_all"),
+        !p.can_ever_allow("fs", "write_all", None),
         "an unconditional deny"
     );
     assert!(
-        p.can_ever_allow("fs", "write_some"),
+        p.can_ever_allow("fs", "write_some", None),
         "a deny with unless may not fire"
     );
-    assert!(!p.can_ever_allow("fs", "delete"), "no rule allows it");
+    assert!(!p.can_ever_allow("fs", "delete", None), "no rule allows it");
     assert!(
-        !p.can_ever_allow("fs", "res"),
+        !p.can_ever_allow("fs", "res", None),
         "only resources/read is allowed"
     );
-    assert!(!p.can_ever_allow("fs", "read_secret_key"), "hidden");
-    assert!(!p.can_ever_allow("nope", "read"), "unconfigured server");
+    assert!(!p.can_ever_allow("fs", "read_secret_key", None), "hidden");
     assert!(
-        !p.can_ever_allow("other", "read"),
+        !p.can_ever_allow("nope", "read", None),
+        "unconfigured server"
+    );
+    assert!(
+        !p.can_ever_allow("other", "read", None),
         "no rule names the server"
     );
 }

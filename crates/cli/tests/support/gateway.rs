@@ -16,6 +16,21 @@ use serde_json::{Value, json};
 /// Longest wait for one answer; generous for a loaded machine, never reached when things work.
 pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The real MCP peer `name` from `.peers/` (or `PORTCULLIS_PEERS_DIR`), installed by
+/// `scripts/install-peers`; fails with how to install it when it is missing.
+pub(crate) fn node_peer(name: &str) -> PathBuf {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir =
+        std::env::var_os("PORTCULLIS_PEERS_DIR").map_or_else(|| repo.join(".peers"), PathBuf::from);
+    let bin = dir.join("node/node_modules/.bin").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/install-peers (scripts/test does) to install the real MCP peers",
+        bin.display()
+    );
+    std::fs::canonicalize(bin).unwrap()
+}
+
 /// The echo server binary, built once per test process (a dev-dependency's binaries are not
 /// built by `cargo test`, so we ask cargo for it; a no-op when it is fresh).
 pub(crate) fn echo_server() -> &'static Path {

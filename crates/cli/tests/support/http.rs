@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,45 @@ impl Reply {
     }
 }
 
+/// A temporary directory (by its canonical path) holding a `ws/` workspace and the
+/// `portcullis.yaml` that `policy` writes for it; `serve.log` is where [`PolicyDir::serve`] logs.
+pub(crate) struct PolicyDir {
+    _dir: tempfile::TempDir,
+    pub(crate) root: PathBuf,
+}
+
+impl PolicyDir {
+    /// `policy` gets the root and returns the policy text.
+    pub(crate) fn new(policy: impl FnOnce(&Path) -> String) -> PolicyDir {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(root.join("ws")).unwrap();
+        std::fs::write(root.join("portcullis.yaml"), policy(&root)).unwrap();
+        PolicyDir { _dir: dir, root }
+    }
+
+    pub(crate) fn policy(&self) -> PathBuf {
+        self.root.join("portcullis.yaml")
+    }
+
+    pub(crate) fn log(&self) -> PathBuf {
+        self.root.join("serve.log")
+    }
+
+    /// `portcullis serve` on this policy with `extra` arguments and `env`.
+    pub(crate) fn serve(&self, extra: &[&str], env: &[(&str, &str)]) -> Serve {
+        Serve::start_with_env(&self.policy(), &self.log(), extra, env)
+    }
+}
+
+/// The headers of a request in `session`.
+pub(crate) fn session_headers(session: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("Mcp-Session-Id", session),
+        ("MCP-Protocol-Version", "2025-06-18"),
+    ]
+}
+
 /// `portcullis serve` on a free loopback port; killed on drop.
 pub(crate) struct Serve {
     pub(crate) child: Child,
@@ -46,10 +85,10 @@ impl Serve {
     /// Starts `portcullis serve --policy POLICY` with `extra` arguments, logging to `log`, and
     /// waits for `/healthz`.
     pub(crate) fn start(policy: &Path, log: &Path, extra: &[&str]) -> Serve {
-        Serve::start_with_env(policy, log, extra, &[])
+        Self::start_with_env(policy, log, extra, &[])
     }
 
-    /// [`start`](Self::start) with extra environment variables for the gateway.
+    /// [`Serve::start`] with `env` added to the gateway's environment.
     pub(crate) fn start_with_env(
         policy: &Path,
         log: &Path,

@@ -42,6 +42,7 @@ pub(super) fn router(app: Arc<App>) -> Router {
     let mcp = Router::new()
         .route("/mcp", any(mcp_endpoint))
         .route("/mcp/{server}", any(mcp_server_endpoint))
+        .route("/metrics", get(metrics))
         .route(
             "/.well-known/oauth-protected-resource",
             get(resource_metadata),
@@ -61,6 +62,7 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(mcp)
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), count))
         .with_state(app)
 }
 
@@ -89,6 +91,64 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Counts every answered request by route, method and status. Labels are fixed names, never
+/// the path a client sent.
+async fn count(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let route = if path == "/mcp" || path.starts_with("/mcp/") {
+        "mcp"
+    } else if path == "/metrics" {
+        "metrics"
+    } else if path == "/healthz" || path == "/readyz" {
+        "health"
+    } else if path.starts_with("/.well-known/") {
+        "metadata"
+    } else {
+        "other"
+    };
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        _ => "other",
+    };
+    let response = next.run(request).await;
+    app.ctx
+        .metrics
+        .http_request(route, method, response.status().as_u16());
+    response
+}
+
+/// `GET /metrics`: the Prometheus (OpenMetrics text) exposition, behind the Host/Origin guard
+/// and the bearer token in `STATE_DIR/metrics.token`. Rule ids and server names say how the
+/// policy is built and used, which is not for anyone who can reach the port.
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if !crate::admin::bearer_is(&headers, &app.metrics_token) {
+        let mut response = transport_error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: /metrics needs `Authorization: Bearer TOKEN` with the token from metrics.token in the state directory",
+        );
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    let approvals = Arc::clone(&app.ctx.approvals);
+    match tokio::task::spawn_blocking(move || approvals.list(false)).await {
+        Ok(Ok(pending)) => app.ctx.metrics.set_pending_approvals(pending.len()),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot count pending approvals for /metrics");
+        }
+        Err(error) => tracing::warn!(%error, "cannot count pending approvals for /metrics"),
+    }
+    let mut response = Response::new(Body::from(app.ctx.metrics.encode()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    response
 }
 
 /// DNS-rebinding protection: a foreign `Host` or `Origin` is refused before anything else.

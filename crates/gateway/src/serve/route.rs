@@ -22,8 +22,10 @@ use super::upstream::{Upstream, UpstreamContext};
 use crate::auth::Identity;
 use crate::denial::{Denial, DenialCode};
 use crate::error::GatewayError;
+use crate::metrics::SharedMetrics;
 use crate::record;
 use crate::session::{random_id, shorten};
+use crate::telemetry::Telemetry;
 
 /// The separator of namespaced names on the aggregate endpoint. Server names cannot contain it
 /// (the policy compiler refuses them), so the server part of `a__b` is always `a`.
@@ -60,6 +62,10 @@ pub(crate) struct ClientSession {
     store: Arc<Store>,
     audit_session: String,
     last_used: Mutex<Instant>,
+    metrics: SharedMetrics,
+    telemetry: Option<Arc<Telemetry>>,
+    /// The protocol version `initialize` negotiated, for spans.
+    protocol: Mutex<Option<String>>,
 }
 
 impl ClientSession {
@@ -88,6 +94,9 @@ impl ClientSession {
             store: Arc::clone(&ctx.store),
             audit_session: random_id("h-"),
             last_used: Mutex::new(Instant::now()),
+            metrics: Arc::clone(&ctx.metrics),
+            telemetry: ctx.telemetry.clone(),
+            protocol: Mutex::new(None),
         })
     }
 
@@ -120,8 +129,42 @@ impl ClientSession {
         }
     }
 
-    /// Handles one strictly parsed client message.
+    /// Handles one strictly parsed client message, in a trace span when tracing is on (the
+    /// forwarded request then carries the span's `traceparent` in `params._meta`).
     pub(crate) async fn handle(&self, parsed: &Parsed) -> Reply {
+        let is_initialize =
+            matches!(parsed.message(), Message::Request { method, .. } if method == "initialize");
+        let reply = match &self.telemetry {
+            Some(telemetry) if matches!(parsed.message(), Message::Request { .. }) => {
+                let protocol = self
+                    .protocol
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                let span = telemetry.start(parsed, &self.audit_session, protocol.as_deref());
+                let injected = span.inject(parsed);
+                let reply = self.dispatch(injected.as_ref().unwrap_or(parsed)).await;
+                span.finish(match &reply {
+                    Reply::Json(value) => Some(value),
+                    Reply::Accepted => None,
+                });
+                reply
+            }
+            _ => self.dispatch(parsed).await,
+        };
+        if is_initialize
+            && let Reply::Json(value) = &reply
+            && let Some(version) = value
+                .get("result")
+                .and_then(|r| r.get("protocolVersion"))
+                .and_then(Value::as_str)
+        {
+            *self.protocol.lock().unwrap_or_else(PoisonError::into_inner) = Some(shorten(version));
+        }
+        reply
+    }
+
+    async fn dispatch(&self, parsed: &Parsed) -> Reply {
         let bytes = match parsed.to_bytes() {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -406,6 +449,14 @@ impl ClientSession {
             tracing::error!(%error, decision_id, "AUDIT FAILURE: the record of a refused call could not be written");
         }
         tracing::info!(decision_id, name = %shorten(name), "deny: unroutable name on the aggregate endpoint");
+        // The name routes to no configured server, so the server label is a fixed `-`: what the
+        // client sent is never a label.
+        self.metrics.decision(
+            ("-", crate::metrics::OTHER_TOOL),
+            "deny",
+            UNROUTABLE_RULE,
+            None,
+        );
         Denial {
             code: DenialCode::PolicyDenied,
             reason_class: ReasonClass::ToolIdentity,

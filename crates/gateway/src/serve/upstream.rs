@@ -21,10 +21,12 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::outbox::Outbox;
+use super::shared::SharedServer;
 use crate::auth::Identity;
 use crate::config::child_spec;
 use crate::error::GatewayError;
-use crate::session::{Session, SessionParts};
+use crate::metrics::SharedMetrics;
+use crate::session::{Session, SessionEnd, SessionParts};
 
 /// Capacity of each in-process pipe; a full pipe applies back-pressure, it never grows.
 const PIPE_BYTES: usize = 64 * 1024;
@@ -48,6 +50,12 @@ pub(crate) struct UpstreamContext {
     pub(crate) store: Arc<Store>,
     /// Approvals and leases, shared by every session.
     pub(crate) approvals: Arc<portcullis_store::Store>,
+    /// The counters behind `/metrics`.
+    pub(crate) metrics: SharedMetrics,
+    /// OpenTelemetry traces, when the environment asks for them.
+    pub(crate) telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    /// The processes of `shared: true` servers, by server name.
+    pub(crate) shared: Arc<HashMap<String, Arc<SharedServer>>>,
 }
 
 /// The client side of one server's session.
@@ -62,6 +70,20 @@ impl Upstream {
     /// Starts `server` for `principal`: a stdio process from the policy's command, or a
     /// connection to the policy's URL — never anything a client sent — and its session.
     pub(crate) fn start(
+        ctx: &UpstreamContext,
+        server: &str,
+        identity: &Identity,
+        outbox: Arc<Outbox>,
+    ) -> Result<Self, GatewayError> {
+        let started = Self::spawn(ctx, server, identity, outbox);
+        // A shared server's process is counted by its supervisor, not per session.
+        if !ctx.shared.contains_key(server) {
+            ctx.metrics.upstream_started(server, started.is_ok());
+        }
+        started
+    }
+
+    fn spawn(
         ctx: &UpstreamContext,
         server: &str,
         identity: &Identity,
@@ -86,8 +108,9 @@ impl Upstream {
             upstream,
             client: LineWriter::new(theirs_out),
             approvals: Arc::clone(&ctx.approvals),
+            metrics: Arc::clone(&ctx.metrics),
         };
-        let name = server.to_owned();
+        let name = (server.to_owned(), Arc::clone(&ctx.metrics));
         let client_in = BoundedLineReader::new(theirs_in, DEFAULT_MAX_LINE_BYTES);
         let task = if info.spec.url.is_some() && info.spec.command.is_none() {
             let http = super::http_upstream::connect(info)?;
@@ -97,6 +120,21 @@ impl Upstream {
                 client_in,
                 http.server_out,
                 ServerHandle::Http(http.bridge),
+                name,
+            ))
+        } else if let Some(shared) = ctx.shared.get(server) {
+            let attached = shared.attach();
+            tracing::info!(
+                server,
+                principal,
+                "attached an HTTP session to a shared server"
+            );
+            let session = Session::new(parts(attached.upstream));
+            tokio::spawn(run_session(
+                session,
+                client_in,
+                attached.server_out,
+                ServerHandle::Shared,
                 name,
             ))
         } else {
@@ -217,10 +255,12 @@ impl Upstream {
     }
 }
 
-/// What a session's server is: a child process, or the bridge to an HTTP server.
+/// What a session's server is: a child process, the bridge to an HTTP server, or a shared
+/// process (which outlives the session).
 enum ServerHandle {
     Stdio(Box<StdioChild>),
     Http(super::http_upstream::Bridge),
+    Shared,
 }
 
 /// Runs one server session to its end, then stops its server.
@@ -229,11 +269,22 @@ async fn run_session<S: tokio::io::AsyncRead + Unpin>(
     mut client_in: BoundedLineReader<tokio::io::DuplexStream>,
     mut server_out: BoundedLineReader<S>,
     server: ServerHandle,
-    name: String,
+    (name, metrics): (String, SharedMetrics),
 ) {
     let end = session.run(&mut client_in, &mut server_out, None).await;
     drop(session);
     tracing::info!(server = %name, ?end, "an HTTP session's server session ended");
+    if matches!(server, ServerHandle::Shared) {
+        return;
+    }
+    metrics.upstream_ended(
+        &name,
+        match end {
+            SessionEnd::ClientGone => "client_gone",
+            SessionEnd::ServerGone => "server_gone",
+            SessionEnd::Killed => "killed",
+        },
+    );
     match server {
         ServerHandle::Stdio(child) => {
             if let Err(error) = child.shutdown(ShutdownGrace::default()).await {
@@ -241,6 +292,7 @@ async fn run_session<S: tokio::io::AsyncRead + Unpin>(
             }
         }
         ServerHandle::Http(bridge) => bridge.stop().await,
+        ServerHandle::Shared => {}
     }
 }
 

@@ -157,6 +157,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         params: Option<&Map<String, Value>>,
         parsed: &Parsed,
     ) {
+        let started = std::time::Instant::now();
         let read = match class {
             ClientMethod::ResourcesRead => {
                 ResourceReadParams::parse(&id, params).map(|p| (p.uri, Map::new()))
@@ -198,6 +199,11 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             session: Some(self.session_id.clone()),
             labels: self.labels.clone(),
             time: Some(jiff::Timestamp::now()),
+            hints: if class == ClientMethod::ToolsCall {
+                self.vet.hints.get(&tool).copied()
+            } else {
+                None
+            },
         };
         let resolver = FsResolver::new();
         let eval = evaluate(
@@ -257,6 +263,21 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             (verdict.decision != Decision::Allow).then(|| verdict.class.as_str().to_owned());
         event.policy_sha256 = Some(self.policy.sha256().to_owned());
         event.principal = call.principal.clone();
+
+        let counted = if approval_path && !limit_refused {
+            Decision::RequireApproval
+        } else {
+            verdict.decision
+        };
+        self.metrics.decision(
+            (
+                &self.server,
+                crate::metrics::tool_label(&self.policy, &self.server, &tool),
+            ),
+            counted.as_str(),
+            &verdict.rule,
+            Some(started.elapsed()),
+        );
 
         // approvals: begin
         if approval_path && !limit_refused {

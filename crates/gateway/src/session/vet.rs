@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use portcullis_mcp::Id;
-use portcullis_policy::ReasonClass;
 use portcullis_policy::model::PinMode;
+use portcullis_policy::{ReasonClass, ToolHints};
 use portcullis_store::{PinRecord, PinStatus};
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncWrite;
@@ -46,6 +46,11 @@ pub(crate) struct VetState {
     pub(crate) listing: Option<(Id, Vec<Value>, usize)>,
     /// Client lines that wait for the listing.
     pub(crate) parked: Vec<Vec<u8>>,
+    /// The annotations of the tools last listed (by the gateway under `pin:`, or relayed to the
+    /// client), marked vetted when their definition is approved by pinning. Evaluation lets them
+    /// tighten a tool's effect, and loosen it only when vetted and trusted
+    /// (`portcullis_policy::ToolHints`).
+    pub(crate) hints: HashMap<String, ToolHints>,
     counter: u64,
 }
 
@@ -121,6 +126,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     return;
                 }
                 self.vet.tools = self.vet_tools(&seen);
+                self.vet.hints.clear();
+                self.record_hints(&seen);
                 tracing::info!(
                     tools = seen.len(),
                     usable = self
@@ -137,6 +144,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     "the server did not answer the gateway's tools/list; every tool stays unvetted"
                 );
                 self.vet.tools.clear();
+                self.vet.hints.clear();
             }
         }
         self.replay_parked().await;
@@ -263,18 +271,37 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         out
     }
 
+    /// Records the annotations of listed tools; vetted only for tools pinning approved.
+    fn record_hints(&mut self, tools: &[Value]) {
+        for tool in tools {
+            let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let vetted = matches!(
+                self.vet.tools.get(name),
+                Some(Vetted::Usable(_) | Vetted::Unvalidatable(_))
+            );
+            match ToolHints::from_tool(tool, vetted) {
+                Some(hints) => self.vet.hints.insert(name.to_owned(), hints),
+                None => self.vet.hints.remove(name),
+            };
+        }
+    }
+
     /// Filters a `tools/list` result the client asked for: hidden tools, tools the policy can
     /// never allow and (under `pin:`) tools that are not approved are left out.
     pub(super) fn filter_listed(&mut self, value: &mut Value) {
         let pinned = self.pin_mode().is_some();
-        if pinned
-            && let Some(tools) = value
-                .get("result")
-                .and_then(|r| r.get("tools"))
-                .and_then(Value::as_array)
+        if let Some(tools) = value
+            .get("result")
+            .and_then(|r| r.get("tools"))
+            .and_then(Value::as_array)
         {
-            let page = self.vet_tools(tools);
-            self.vet.tools.extend(page);
+            if pinned {
+                let page = self.vet_tools(tools);
+                self.vet.tools.extend(page);
+            }
+            self.record_hints(tools);
         }
         let Some(tools) = value
             .get_mut("result")
@@ -286,7 +313,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let before = tools.len();
         tools.retain(|tool| match tool.get("name").and_then(Value::as_str) {
             Some(name) => {
-                self.policy.can_ever_allow(&self.server, name)
+                self.policy
+                    .can_ever_allow(&self.server, name, self.vet.hints.get(name))
                     && (!pinned || matches!(self.vet.tools.get(name), Some(Vetted::Usable(_))))
             }
             None => false,

@@ -4,12 +4,23 @@
 
 use super::CompiledPolicy;
 use super::matcher::Matcher;
-use crate::call::METHOD_TOOLS_CALL;
-use crate::decision::{Decision, Effect};
+use crate::call::{METHOD_TOOLS_CALL, ToolHints};
+use crate::compile::tools::CallEffect;
+use crate::decision::Decision;
+use crate::tri::Tri;
 
 /// Whether `m` may hold for a `tools/call` of `server.tool` with `effect`, looking only at the
-/// fields fixed by the tool; every other field is taken as possibly holding.
-fn may_match(m: &Matcher, server: &str, tool: &str, effect: Effect) -> bool {
+/// fields fixed by the tool; every other field is taken as possibly holding. An `effect`
+/// condition must hold outright: one that is unknown for this tool (a contested effect) stays
+/// unknown for every call, and an allow or approval rule that only possibly holds never allows.
+fn may_match(m: &Matcher, server: &str, tool: &str, effect: CallEffect) -> bool {
+    fixed_fields_match(m, server, tool)
+        && m.effect
+            .as_ref()
+            .is_none_or(|e| effect.within(e) == Tri::True)
+}
+
+fn fixed_fields_match(m: &Matcher, server: &str, tool: &str) -> bool {
     let method_ok = m
         .method
         .as_ref()
@@ -17,13 +28,16 @@ fn may_match(m: &Matcher, server: &str, tool: &str, effect: Effect) -> bool {
     method_ok
         && m.server.as_ref().is_none_or(|s| s.matches(server))
         && m.tool.as_ref().is_none_or(|t| t.matches(tool))
-        && m.effect.as_ref().is_none_or(|e| e.contains(&effect))
 }
 
-/// Whether `m` holds for every `tools/call` of `server.tool`: it may match and names nothing
-/// that depends on the call.
-fn always_matches(m: &Matcher, server: &str, tool: &str, effect: Effect) -> bool {
-    may_match(m, server, tool, effect)
+/// Whether `m` holds, at least possibly, for every `tools/call` of `server.tool`: its fixed
+/// fields match, its `effect` condition is not false (a deny fires on a possibly-holding
+/// condition), and it names nothing that depends on the call.
+fn always_matches(m: &Matcher, server: &str, tool: &str, effect: CallEffect) -> bool {
+    fixed_fields_match(m, server, tool)
+        && m.effect
+            .as_ref()
+            .is_none_or(|e| effect.within(e) != Tri::False)
         && m.principal.is_none()
         && m.agent.is_none()
         && m.labels.is_none()
@@ -40,12 +54,20 @@ impl CompiledPolicy {
     /// False for an unconfigured server, a hidden tool, a tool no allow or approval rule can
     /// match, and a tool an unconditional deny rule always refuses. Conservative towards
     /// listing: when in doubt the tool is listed, and evaluation still decides every call.
+    /// `hints` are the tool's annotations as listed, which adjust its effect exactly as they
+    /// do in evaluation, so what is listed and what may be called agree.
     #[must_use]
-    pub fn can_ever_allow(&self, server: &str, tool: &str) -> bool {
-        if !self.servers.contains_key(server) || self.is_hidden(server, tool) {
+    pub fn can_ever_allow(&self, server: &str, tool: &str, hints: Option<&ToolHints>) -> bool {
+        let Some(info) = self.servers.get(server) else {
+            return false;
+        };
+        if self.is_hidden(server, tool) {
             return false;
         }
-        let effect = self.tools.lookup(server, tool).effect();
+        let effect = self
+            .tools
+            .lookup(server, tool)
+            .effect_with(hints, info.trust_annotations);
         let mut allowed = false;
         for rule in &self.rules {
             match rule.decision {

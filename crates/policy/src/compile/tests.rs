@@ -339,6 +339,14 @@ fn rejects_a_server_with_both_or_neither_command_and_url() {
     );
     let e = server_error("  fs: { url: 'http://a/', resolve_symlinks: true }\n");
     assert_eq!(e.field.as_deref(), Some("servers.fs.resolve_symlinks"));
+    let e = server_error("  fs: { url: 'http://a/', shared: true }\n");
+    assert_eq!(
+        (e.field.as_deref(), e.message.as_str()),
+        (
+            Some("servers.fs.shared"),
+            "`shared: true` on a URL server: only stdio servers are started by the gateway, so only they can be shared"
+        )
+    );
     let e = server_error("  fs: { command: [x], cwd: rel }\n");
     assert_eq!(
         (e.field.as_deref(), e.message.as_str()),

@@ -4,9 +4,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use globset::{GlobBuilder, GlobMatcher};
 
+use crate::call::ToolHints;
 use crate::compile::names::has_glob_meta;
 use crate::decision::Effect;
 use crate::model::{ArgKind, ToolSpec};
+use crate::tri::Tri;
 
 /// What the policy says about one tool of one server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,10 +29,71 @@ impl ToolFacts<'_> {
         }
     }
 
+    /// The effect a call is evaluated with (DESIGN §3.5): the policy's classification, made
+    /// stricter when the server's own annotations say a tool declared `read` changes something,
+    /// and loosened only for a tool the policy does not declare, to `read`, when the operator
+    /// trusts this server's annotations and they come from a vetted definition. An explicit or
+    /// ambiguous declaration is never loosened: the operator's word wins over the server's.
+    pub(crate) fn effect_with(&self, hints: Option<&ToolHints>, trust: bool) -> CallEffect {
+        let declared = self.effect();
+        let Some(hints) = hints else {
+            return CallEffect::Known(declared);
+        };
+        match self {
+            ToolFacts::Declared(_) if declared == Effect::Read && hints.says_mutating() => {
+                CallEffect::Contested(declared)
+            }
+            ToolFacts::Undeclared if trust && hints.vetted && hints.says_read_only() => {
+                CallEffect::Known(Effect::Read)
+            }
+            _ => CallEffect::Known(declared),
+        }
+    }
+
     pub(crate) fn arg_kind(&self, name: &str) -> Option<ArgKind> {
         match self {
             ToolFacts::Declared(spec) => spec.args.get(name).copied(),
             ToolFacts::Undeclared | ToolFacts::Ambiguous(_) => None,
+        }
+    }
+}
+
+/// A call's effect as evaluation sees it.
+///
+/// "Stricter" cannot mean swapping `read` for `unknown`: a `deny` rule written for reads (say,
+/// of secret paths) would then stop matching, and an approval rule for unknown effects could
+/// start to, which is looser. So a contested effect is *both*: an `effect` condition that lists
+/// one of the two but not the other is unknown (Kleene), which a deny honours and an allow does
+/// not, exactly like any other uncertain fact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallEffect {
+    /// One effect.
+    Known(Effect),
+    /// The policy declares this effect (`read`), but the server says the tool changes something:
+    /// it may be this or `unknown`.
+    Contested(Effect),
+}
+
+impl CallEffect {
+    /// Whether an `effect` condition listing `listed` holds.
+    pub(crate) fn within(self, listed: &[Effect]) -> Tri {
+        match self {
+            CallEffect::Known(e) => Tri::from_bool(listed.contains(&e)),
+            CallEffect::Contested(e) => {
+                match (listed.contains(&e), listed.contains(&Effect::Unknown)) {
+                    (true, true) => Tri::True,
+                    (false, false) => Tri::False,
+                    _ => Tri::Unknown,
+                }
+            }
+        }
+    }
+
+    /// The effect recorded with the decision (audit, approvals): the stricter one.
+    pub(crate) fn reported(self) -> Effect {
+        match self {
+            CallEffect::Known(e) => e,
+            CallEffect::Contested(_) => Effect::Unknown,
         }
     }
 }

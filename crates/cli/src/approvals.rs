@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use portcullis_store::{Approval, ApprovalStore, Channel, Receipt, Resolution, ResolveError};
+use portcullis_store::{Approval, Channel, Receipt, Resolution, ResolveError, Store};
 
 /// Resolve the calls the policy holds for a human (`decision: require_approval`).
 ///
@@ -43,6 +43,16 @@ pub(crate) struct StateArgs {
     /// The state directory.
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) state_dir: Option<PathBuf>,
+    /// The shared store, a `postgres://` URL (default: the policy's `store`, else SQLite in the
+    /// state directory). From $PORTCULLIS_STORE, so a password need not be on the command line.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "PORTCULLIS_STORE",
+        hide_env_values = true
+    )]
+    pub(crate) store: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,21 +97,14 @@ struct Decide {
     approver: Option<String>,
 }
 
-/// The state directory from --state-dir or --policy.
-pub(crate) fn locate(state: &StateArgs) -> Result<PathBuf> {
-    crate::policy_file::locate_state_dir(state.policy.as_deref(), state.state_dir.as_deref())
-}
-
-/// Opens the approvals of an existing state directory.
-pub(crate) fn open(state: &StateArgs) -> Result<ApprovalStore> {
-    let dir = locate(state)?;
-    if !dir.join(portcullis_store::DB_FILE).is_file() {
-        bail!(
-            "no gateway state at `{}`\nhelp: point --state-dir or --policy at the gateway's state",
-            dir.display()
-        );
-    }
-    ApprovalStore::open(&dir).map_err(|e| anyhow::anyhow!("{e}"))
+/// Opens the approvals of an existing state (state directory or shared store).
+pub(crate) fn open(state: &StateArgs) -> Result<Store> {
+    crate::policy_file::open_state(
+        "gateway state",
+        state.policy.as_deref(),
+        state.state_dir.as_deref(),
+        state.store.as_deref(),
+    )
 }
 
 /// The approver: --as, else the login name.
@@ -200,7 +203,7 @@ fn print_details(a: &Approval) {
     );
 }
 
-fn resolve(store: &ApprovalStore, decide: &Decide, approve: bool) -> Result<u8> {
+fn resolve(store: &Store, decide: &Decide, approve: bool) -> Result<u8> {
     let resolution = Resolution {
         approve,
         approver: who(decide.approver.as_deref())?,
@@ -226,7 +229,7 @@ fn resolve(store: &ApprovalStore, decide: &Decide, approve: bool) -> Result<u8> 
     }
 }
 
-fn verify(store: &ApprovalStore, what: &str) -> Result<u8> {
+fn verify(store: &Store, what: &str) -> Result<u8> {
     let path = Path::new(what);
     let receipt: Receipt = if path.is_file() {
         let text = std::fs::read_to_string(path)
@@ -247,7 +250,8 @@ fn verify(store: &ApprovalStore, what: &str) -> Result<u8> {
             }
         }
     };
-    if receipt.verify(&store.verifying_key()) {
+    let keys = store.signer_keys().map_err(|e| anyhow::anyhow!("{e}"))?;
+    if keys.iter().any(|key| receipt.verify(key)) {
         let b = &receipt.body;
         println!(
             "receipt ok: {} {} {} by {} via {} ({} assurance) at {}; call digest {}",
@@ -257,14 +261,14 @@ fn verify(store: &ApprovalStore, what: &str) -> Result<u8> {
         Ok(crate::EXIT_OK)
     } else {
         println!(
-            "receipt INVALID: the signature does not match this gateway's key ({})",
+            "receipt INVALID: the signature does not match this gateway's key ({}) or another registered gateway key",
             hex_key(store)
         );
         Ok(crate::EXIT_FAILED)
     }
 }
 
-fn hex_key(store: &ApprovalStore) -> String {
+fn hex_key(store: &Store) -> String {
     store
         .verifying_key()
         .to_bytes()

@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use portcullis_store::{AuditEntry, SqliteStore};
+use portcullis_store::{AuditEntry, Store};
 
 /// How often `audit tail --follow` looks for new records.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
@@ -36,6 +36,16 @@ pub(crate) struct AuditArgs {
     /// The state directory holding the log.
     #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// The shared store, a `postgres://` URL (default: the policy's `store`, else SQLite in the
+    /// state directory). From $PORTCULLIS_STORE, so a password need not be on the command line.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "PORTCULLIS_STORE",
+        hide_env_values = true
+    )]
+    store: Option<String>,
     #[command(subcommand)]
     action: AuditAction,
 }
@@ -65,21 +75,12 @@ enum AuditAction {
 }
 
 pub(crate) fn run(args: &AuditArgs) -> Result<u8> {
-    let dir = locate(args)?;
-    if !dir.is_dir() {
-        bail!(
-            "no audit log at `{}`: the directory does not exist\nhelp: point --state-dir or --policy at the gateway's state",
-            dir.display()
-        );
-    }
-    if !dir.join(portcullis_store::DB_FILE).is_file() {
-        bail!(
-            "no audit log at `{}`: there is no `{}` in it",
-            dir.display(),
-            portcullis_store::DB_FILE
-        );
-    }
-    let store = SqliteStore::open(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = crate::policy_file::open_state(
+        "audit log",
+        args.policy.as_deref(),
+        args.state_dir.as_deref(),
+        args.store.as_deref(),
+    )?;
     match &args.action {
         AuditAction::Verify => verify(&store),
         AuditAction::Tail { n, follow, json } => tail(&store, *n, *follow, *json),
@@ -87,11 +88,7 @@ pub(crate) fn run(args: &AuditArgs) -> Result<u8> {
     }
 }
 
-fn locate(args: &AuditArgs) -> Result<PathBuf> {
-    crate::policy_file::locate_state_dir(args.policy.as_deref(), args.state_dir.as_deref())
-}
-
-fn verify(store: &SqliteStore) -> Result<u8> {
+fn verify(store: &Store) -> Result<u8> {
     let report = store.verify().map_err(|e| anyhow::anyhow!("{e}"))?;
     match report.problem {
         None if report.ok => {
@@ -101,7 +98,7 @@ fn verify(store: &SqliteStore) -> Result<u8> {
                 report
                     .head_seq
                     .map_or_else(|| "none (empty log)".to_owned(), |s| format!("record {s}")),
-                store.public_key_hex()
+                signers(store)
             );
             Ok(crate::EXIT_OK)
         }
@@ -116,6 +113,18 @@ fn verify(store: &SqliteStore) -> Result<u8> {
             println!("audit chain BROKEN: verification failed without naming a record");
             Ok(crate::EXIT_FAILED)
         }
+    }
+}
+
+/// The key(s) that may sign the head: this gateway's, or every registered instance's.
+fn signers(store: &Store) -> String {
+    match store.signer_keys() {
+        Ok(keys) if store.is_shared() => format!(
+            "signed by one of {} registered gateway keys, this one {}",
+            keys.len(),
+            store.public_key_hex()
+        ),
+        _ => store.public_key_hex(),
     }
 }
 
@@ -150,7 +159,7 @@ fn print(entry: &AuditEntry, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn tail(store: &SqliteStore, n: usize, follow: bool, json: bool) -> Result<u8> {
+fn tail(store: &Store, n: usize, follow: bool, json: bool) -> Result<u8> {
     let entries = store.tail(n).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut last = 0;
     for entry in &entries {
@@ -179,7 +188,7 @@ fn tail(store: &SqliteStore, n: usize, follow: bool, json: bool) -> Result<u8> {
     }
 }
 
-fn export(store: &SqliteStore) -> Result<u8> {
+fn export(store: &Store) -> Result<u8> {
     let mut last = 0;
     loop {
         let page = store

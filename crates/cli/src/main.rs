@@ -16,6 +16,7 @@ mod run;
 mod scan;
 mod schema;
 mod serve;
+mod store;
 mod suggest;
 mod test_cases;
 
@@ -68,6 +69,7 @@ enum Command {
     Pin(pin::PinArgs),
     Scan(scan::ScanArgs),
     Suggest(suggest::SuggestArgs),
+    Store(store::StoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Pin(args) => pin::run(&args),
         Command::Scan(args) => scan::run(&args),
         Command::Suggest(args) => suggest::run(&args),
+        Command::Store(args) => store::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use portcullis_gateway::LockFile;
 use portcullis_policy::model::PinMode;
-use portcullis_store::{PinStatus, SqliteStore};
+use portcullis_store::{PinStatus, Store};
 
 use crate::policy_file::DEFAULT_POLICY;
 use crate::{EXIT_FAILED, EXIT_OK};
@@ -33,6 +33,16 @@ pub(crate) struct PinArgs {
     /// The state directory, if not the policy's.
     #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// The shared store, a `postgres://` URL (default: the policy's `store`, else SQLite in the
+    /// state directory). From $PORTCULLIS_STORE, so a password need not be on the command line.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "PORTCULLIS_STORE",
+        hide_env_values = true
+    )]
+    store: Option<String>,
     #[command(subcommand)]
     action: PinAction,
 }
@@ -68,13 +78,14 @@ pub(crate) fn run(args: &PinArgs) -> Result<u8> {
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("cannot load `{}`", policy_path.display()))?;
     let dir = portcullis_gateway::state_dir(&policy_path, &policy, args.state_dir.as_deref());
-    if !dir.join(portcullis_store::DB_FILE).is_file() {
+    let url = args.store.as_deref().or(policy.store());
+    if url.is_none() && !dir.join(portcullis_store::DB_FILE).is_file() {
         bail!(
             "no state at `{}`: the gateway has not run with this policy yet",
             dir.display()
         );
     }
-    let store = SqliteStore::open(&dir).map_err(|e| anyhow!("{e}"))?;
+    let store = Store::open(&dir, url).map_err(|e| anyhow!("{e}"))?;
     let lock_path = LockFile::path_for(&policy_path);
     match &args.action {
         PinAction::Status { server } => status(&store, server.as_deref()),
@@ -113,7 +124,7 @@ fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
 }
 
-fn status(store: &SqliteStore, server: Option<&str>) -> Result<u8> {
+fn status(store: &Store, server: Option<&str>) -> Result<u8> {
     let pins = store.pins(server).map_err(|e| anyhow!("{e}"))?;
     let mut held = 0;
     for pin in &pins {
@@ -138,7 +149,7 @@ fn status(store: &SqliteStore, server: Option<&str>) -> Result<u8> {
     Ok(if held > 0 { EXIT_FAILED } else { EXIT_OK })
 }
 
-fn update(store: &SqliteStore, lock_path: &Path, server: Option<&str>) -> Result<u8> {
+fn update(store: &Store, lock_path: &Path, server: Option<&str>) -> Result<u8> {
     let mut lock = LockFile::read(lock_path)?;
     let mut skipped = 0;
     for pin in store.pins(server).map_err(|e| anyhow!("{e}"))? {

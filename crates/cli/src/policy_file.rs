@@ -56,13 +56,43 @@ pub(crate) fn read_input(spec: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// The state directory for commands that read state (`audit`, `approvals`, `lease`): `--state-dir`
-/// when given, else the one the policy names (its `state_dir`, else `.portcullis/` beside it), with
-/// `--policy` defaulting to `./portcullis.yaml`.
-pub(crate) fn locate_state_dir(policy: Option<&Path>, state_dir: Option<&Path>) -> Result<PathBuf> {
-    if let Some(dir) = state_dir {
-        return Ok(dir.to_path_buf());
+/// Opens the gateway state for the commands that read it (`audit`, `approvals`, `lease`, `pin`):
+/// PostgreSQL when `--store` or the policy's `store` names one, else the SQLite database in the
+/// state directory, which must exist already (these commands never start a new, empty state).
+/// `what` names the state in messages (`audit log`, `gateway state`).
+pub(crate) fn open_state(
+    what: &str,
+    policy: Option<&Path>,
+    state_dir: Option<&Path>,
+    store: Option<&str>,
+) -> Result<portcullis_store::Store> {
+    let (dir, url) = match (state_dir, store) {
+        (Some(dir), url) => (dir.to_path_buf(), url.map(str::to_owned)),
+        (None, url) => {
+            let (policy_path, policy) = load_for_state(policy)?;
+            let dir = portcullis_gateway::state_dir(&policy_path, &policy, None::<&Path>);
+            (dir, url.or(policy.store()).map(str::to_owned))
+        }
+    };
+    if url.is_none() {
+        let why = if !dir.is_dir() {
+            "the directory does not exist".to_owned()
+        } else if !dir.join(portcullis_store::DB_FILE).is_file() {
+            format!("there is no `{}` in it", portcullis_store::DB_FILE)
+        } else {
+            String::new()
+        };
+        if !why.is_empty() {
+            anyhow::bail!(
+                "no {what} at `{}`: {why}\nhelp: point --state-dir or --policy at the gateway's state, or --store at its shared database",
+                dir.display()
+            );
+        }
     }
+    portcullis_store::Store::open(&dir, url.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn load_for_state(policy: Option<&Path>) -> Result<(PathBuf, CompiledPolicy)> {
     let policy_path = policy.map_or_else(|| PathBuf::from(DEFAULT_POLICY), Path::to_path_buf);
     let (policy, _) = portcullis_gateway::load_policy(&policy_path)
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -72,9 +102,5 @@ pub(crate) fn locate_state_dir(policy: Option<&Path>, state_dir: Option<&Path>) 
                 policy_path.display()
             )
         })?;
-    Ok(portcullis_gateway::state_dir(
-        &policy_path,
-        &policy,
-        None::<&Path>,
-    ))
+    Ok((policy_path, policy))
 }

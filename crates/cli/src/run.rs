@@ -53,6 +53,16 @@ pub(crate) struct RunArgs {
     /// `.portcullis/` beside the policy file).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Shared state on PostgreSQL, a `postgres://` URL (default: the policy's `store`, else
+    /// SQLite in the state directory, which keeps the signing key either way). From
+    /// $PORTCULLIS_STORE, so a password need not be on the command line.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "PORTCULLIS_STORE",
+        hide_env_values = true
+    )]
+    store: Option<String>,
     /// The principal of this session's calls (rules' `principal`, approval digests, and
     /// `separate_approver`: this name cannot approve its own calls).
     #[arg(long, value_name = "NAME")]
@@ -77,6 +87,7 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         policy: args.policy,
         server: args.server,
         state_dir: args.state_dir,
+        store: args.store,
         command: (!args.command.is_empty()).then_some(args.command),
         principal: args.principal,
         admin: args.admin,

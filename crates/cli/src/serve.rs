@@ -57,6 +57,16 @@ pub(crate) struct ServeArgs {
     /// `.portcullis/` beside the policy file).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Shared state on PostgreSQL, a `postgres://` URL (default: the policy's `store`, else
+    /// SQLite in the state directory, which keeps the signing key either way). From
+    /// $PORTCULLIS_STORE, so a password need not be on the command line.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "PORTCULLIS_STORE",
+        hide_env_values = true
+    )]
+    store: Option<String>,
     /// Accept this Host name besides loopback (repeatable), e.g. the name behind a load balancer.
     #[arg(long = "allow-host", value_name = "HOST")]
     allow_hosts: Vec<String>,
@@ -93,6 +103,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8> {
         policy: args.policy,
         listen: args.listen,
         state_dir: args.state_dir,
+        store: args.store,
         guard: HostGuard {
             hosts: args
                 .allow_hosts

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use portcullis_gateway::suggest::{SuggestOptions, render, seen_calls};
-use portcullis_store::SqliteStore;
+use portcullis_store::Store;
 
 use crate::EXIT_OK;
 
@@ -68,13 +68,15 @@ pub(crate) fn run(args: &SuggestArgs) -> Result<u8> {
         (None, Some(path), Some(policy)) => portcullis_gateway::state_dir(path, policy, None),
         _ => bail!("give --policy FILE or --state-dir DIR"),
     };
-    if !dir.join(portcullis_store::DB_FILE).is_file() {
+    // A policy with a shared `store` reads the shared audit chain.
+    let url = policy.as_ref().and_then(|p| p.store());
+    if url.is_none() && !dir.join(portcullis_store::DB_FILE).is_file() {
         bail!(
             "no audit log at `{}`: run the gateway in observe mode first",
             dir.display()
         );
     }
-    let store = SqliteStore::open(&dir).map_err(|e| anyhow!("{e}"))?;
+    let store = Store::open(&dir, url).map_err(|e| anyhow!("{e}"))?;
     let options = SuggestOptions {
         server: args.server.clone(),
         since: args.since,

@@ -26,7 +26,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use portcullis_store::{ApprovalStore, Channel, Resolution, ResolveError};
+use portcullis_store::{Channel, Resolution, ResolveError, Store};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -61,7 +61,7 @@ impl Drop for AdminHandle {
 
 #[derive(Clone)]
 struct AppState {
-    store: Arc<ApprovalStore>,
+    store: Arc<Store>,
     token: Arc<String>,
 }
 
@@ -124,7 +124,7 @@ pub(crate) fn load_or_create_token_file(path: &Path, what: &str) -> std::io::Res
 pub async fn serve(
     listen: &str,
     state_dir: &Path,
-    store: Arc<ApprovalStore>,
+    store: Arc<Store>,
 ) -> Result<AdminHandle, GatewayError> {
     let admin_err = |what: String| GatewayError::Admin(what);
     let token = load_or_create_token(state_dir)
@@ -259,7 +259,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 async fn on_store<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&ApprovalStore) -> T + Send + 'static,
+    f: impl FnOnce(&Store) -> T + Send + 'static,
 ) -> Option<T> {
     let store = Arc::clone(&state.store);
     tokio::task::spawn_blocking(move || f(&store)).await.ok()

@@ -20,6 +20,8 @@ pub struct RunOptions {
     pub server: Option<String>,
     /// Overrides the policy's `state_dir`.
     pub state_dir: Option<PathBuf>,
+    /// Overrides the policy's `store` (a `postgres://` URL for shared state).
+    pub store: Option<String>,
     /// Replaces the server's configured command (program and arguments), from the command line
     /// after `--`. Never taken from anything a client sends.
     pub command: Option<Vec<String>>,
@@ -74,6 +76,34 @@ pub fn state_dir(
         Some(dir) => base.join(dir),
         None => base.join(DEFAULT_STATE_DIR),
     }
+}
+
+/// Opens the gateway's store: PostgreSQL when `store_override` (`--store`) or the policy's
+/// `store` names one, else SQLite in the state directory. The state directory (which holds the
+/// instance's signing key either way) is `state_dir(policy_path, policy, state_dir_override)`.
+///
+/// # Errors
+///
+/// [`GatewayError::Store`] naming the state directory or the database and what failed.
+pub fn open_store(
+    policy_path: &Path,
+    policy: &CompiledPolicy,
+    state_dir_override: Option<&Path>,
+    store_override: Option<&str>,
+) -> Result<(portcullis_store::Store, PathBuf), GatewayError> {
+    let state = state_dir(policy_path, policy, state_dir_override);
+    let url = store_override.or(policy.store());
+    let store = portcullis_store::Store::open(&state, url).map_err(|source| match url {
+        Some(url) => GatewayError::Store {
+            location: portcullis_store::redact_url(url),
+            source,
+        },
+        None => GatewayError::StateDir {
+            path: state.clone(),
+            source,
+        },
+    })?;
+    Ok((store, state))
 }
 
 /// The directory holding the policy file (`.` for a bare file name).

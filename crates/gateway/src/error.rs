@@ -39,6 +39,15 @@ pub enum GatewayError {
         #[source]
         source: StoreError,
     },
+    /// The shared store (`store:` or `--store`) could not be opened.
+    #[error("cannot open the store `{location}`: {source}")]
+    Store {
+        /// The store URL, password redacted.
+        location: String,
+        /// What the store said.
+        #[source]
+        source: StoreError,
+    },
     /// The built-in self-test did not deny a call it must deny.
     #[error("self-test failed: {0}; refusing to serve. This is a bug in portcullis, please report")]
     SelfTest(String),

@@ -14,6 +14,7 @@
 //!     policy: "portcullis.yaml".into(),
 //!     server: Some("fs".into()),
 //!     state_dir: None,
+//!     store: None,
 //!     command: None,
 //!     principal: None,
 //!     admin: None,
@@ -61,7 +62,7 @@ mod vetting;
 
 pub use auth::{ANONYMOUS, MAX_AUTHORIZATION_BYTES};
 pub use config::{
-    DEFAULT_STATE_DIR, RunOptions, child_spec, load_policy, select_server, state_dir,
+    DEFAULT_STATE_DIR, RunOptions, child_spec, load_policy, open_store, select_server, state_dir,
 };
 pub use denial::{DENIED_ERROR_CODE, Denial, DenialCode, META_KEY};
 pub use error::GatewayError;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use portcullis_policy::Call;
 use portcullis_policy::model::{KillAfterSpec, LimitScope, LimitSpec};
-use portcullis_store::{Grant, Reservation, Reserved, SqliteStore, StoreError};
+use portcullis_store::{Grant, Reservation, Reserved, Store, StoreError};
 use serde_json::Value;
 
 /// What the limits of one call came to.
@@ -75,7 +75,7 @@ fn amount(spec: &LimitSpec, call: &Call) -> Result<(u64, u64), String> {
 
 /// Charges every limit of a call; see the module docs.
 pub(crate) async fn reserve(
-    store: &Arc<SqliteStore>,
+    store: &Arc<Store>,
     limits: &[(String, LimitSpec)],
     call: &Call,
 ) -> LimitOutcome {
@@ -126,7 +126,7 @@ pub(crate) async fn reserve(
 
 /// Gives charges back in the background; a failure is logged (the budget stays spent, which
 /// errs on the strict side).
-pub(crate) fn release(store: &Arc<SqliteStore>, grants: Vec<Grant>) {
+pub(crate) fn release(store: &Arc<Store>, grants: Vec<Grant>) {
     if grants.is_empty() {
         return;
     }

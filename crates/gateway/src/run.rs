@@ -3,13 +3,12 @@
 use std::sync::Arc;
 
 use portcullis_policy::Mode;
-use portcullis_store::SqliteStore;
 use portcullis_transport::stdio::{ShutdownGrace, StdioChild, exit_code_for};
 use portcullis_transport::{
     BoundedLineReader, DEFAULT_MAX_LINE_BYTES, LineWriter, SignalForwarder,
 };
 
-use crate::config::{RunOptions, child_spec, load_policy, select_server, state_dir};
+use crate::config::{RunOptions, child_spec, load_policy, open_store, select_server};
 use crate::error::GatewayError;
 use crate::selftest::self_test;
 use crate::session::{Session, SessionEnd, SessionParts};
@@ -34,19 +33,15 @@ pub async fn run(options: RunOptions) -> Result<i32, GatewayError> {
     let spec = child_spec(&server, options.command.as_deref())?;
     self_test(&policy).map_err(GatewayError::SelfTest)?;
 
-    let state = state_dir(&options.policy, &policy, options.state_dir.as_deref());
-    let store = SqliteStore::open(&state).map_err(|source| GatewayError::StateDir {
-        path: state.clone(),
-        source,
-    })?;
+    let (store, state) = open_store(
+        &options.policy,
+        &policy,
+        options.state_dir.as_deref(),
+        options.store.as_deref(),
+    )?;
     let store = Arc::new(store);
     // approvals: begin
-    let approvals =
-        portcullis_store::ApprovalStore::open(&state).map_err(|source| GatewayError::StateDir {
-            path: state.clone(),
-            source,
-        })?;
-    let approvals = Arc::new(approvals);
+    let approvals = Arc::clone(&store);
     let _admin = match &options.admin {
         Some(listen) => Some(crate::admin::serve(listen, &state, Arc::clone(&approvals)).await?),
         None => None,

@@ -33,13 +33,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use portcullis_store::SqliteStore;
 use portcullis_transport::HostGuard;
 
 pub use route::NAMESPACE_SEPARATOR;
 
 use crate::auth::Authenticator;
-use crate::config::{load_policy, state_dir};
+use crate::config::{load_policy, open_store};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::selftest::self_test;
@@ -75,6 +74,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Overrides the policy's `state_dir`.
     pub state_dir: Option<PathBuf>,
+    /// Overrides the policy's `store` (a `postgres://` URL for shared state).
+    pub store: Option<String>,
     /// Hosts and origins accepted beyond loopback.
     pub guard: HostGuard,
     /// The externally visible base URL (`https://mcp.example.com`) when behind a proxy; used in
@@ -131,19 +132,17 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
             options.listen
         )));
     }
-    let state = state_dir(&options.policy, &policy, options.state_dir.as_deref());
-    let store = SqliteStore::open(&state).map_err(|source| GatewayError::StateDir {
-        path: state.clone(),
-        source,
-    })?;
     // Held calls of HTTP sessions are resolved like stdio ones: `portcullis approvals` on this
-    // state directory, the admin API and page (`admin`), or a lease.
-    let approvals = Arc::new(
-        portcullis_store::ApprovalStore::open(&state).map_err(|source| GatewayError::StateDir {
-            path: state.clone(),
-            source,
-        })?,
-    );
+    // state, the admin API and page (`admin`), or a lease; with a shared store, through any
+    // instance.
+    let (store, state) = open_store(
+        &options.policy,
+        &policy,
+        options.state_dir.as_deref(),
+        options.store.as_deref(),
+    )?;
+    let store = Arc::new(store);
+    let approvals = Arc::clone(&store);
     let _admin = match &options.admin {
         Some(listen) => Some(crate::admin::serve(listen, &state, Arc::clone(&approvals)).await?),
         None => None,
@@ -193,7 +192,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
             policy: Arc::new(policy),
             policy_path: options.policy.clone(),
             policy_text,
-            store: Arc::new(store),
+            store: Arc::clone(&store),
             approvals,
             metrics,
             telemetry: telemetry.clone(),
@@ -221,10 +220,11 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         sha256 = %sha,
         auth = auth_mode,
         state_dir = %state.display(),
+        store = %app.ctx.store.location(),
         "portcullis: serving {} at http://{local}/mcp under policy {} (sha256 {sha}), {auth_mode}, audit in {}",
         servers.join(", "),
         options.policy.display(),
-        state.display()
+        app.ctx.store.location()
     );
     let reaper = tokio::spawn(reap_idle(Arc::clone(&app)));
     let router = http::router(Arc::clone(&app));

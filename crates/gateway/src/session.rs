@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use portcullis_mcp::{INTERNAL_ERROR, Id, Limits, error_response};
 use portcullis_policy::CompiledPolicy;
-use portcullis_store::{AuditEvent, AuditKind, SqliteStore, StoreError};
+use portcullis_store::{AuditEvent, AuditKind, Store, StoreError};
 use portcullis_transport::stdio::StdinWriter;
 use portcullis_transport::{Line, LineWriter};
 use serde_json::Value;
@@ -103,7 +103,7 @@ pub(crate) struct Session<W> {
     server: String,
     policy: Arc<CompiledPolicy>,
     reloader: Reloader,
-    store: Arc<SqliteStore>,
+    store: Arc<Store>,
     session_id: String,
     principal: Option<String>,
     agent: Option<String>,
@@ -131,7 +131,7 @@ pub(crate) struct SessionParts<W> {
     pub(crate) policy: CompiledPolicy,
     pub(crate) policy_path: PathBuf,
     pub(crate) policy_text: String,
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<Store>,
     /// The authenticated principal (HTTP front), for rules and the audit record.
     pub(crate) principal: Option<String>,
     /// The agent named by the client's credential (a JWT's agent claim), for rules.
@@ -139,7 +139,7 @@ pub(crate) struct SessionParts<W> {
     pub(crate) upstream: StdinWriter,
     pub(crate) client: LineWriter<W>,
     /// Approvals and leases (approvals).
-    pub(crate) approvals: Arc<portcullis_store::ApprovalStore>,
+    pub(crate) approvals: Arc<portcullis_store::Store>,
     /// Where decisions and outcomes are counted (`serve`'s `/metrics`).
     pub(crate) metrics: SharedMetrics,
 }

@@ -14,7 +14,7 @@ use portcullis_policy::CompiledPolicy;
 use portcullis_policy::model::ArgKind;
 use portcullis_policy::normalize::path::normalize_absolute;
 use portcullis_policy::normalize::url::{UrlHost, url_readings};
-use portcullis_store::{AuditEntry, AuditKind, SqliteStore, StoreError};
+use portcullis_store::{AuditEntry, AuditKind, Store, StoreError};
 use serde_json::{Map, Value, json};
 
 use crate::scan::yaml_str;
@@ -71,10 +71,7 @@ pub struct SeenCall {
 /// # Errors
 ///
 /// When the store cannot be read.
-pub fn seen_calls(
-    store: &SqliteStore,
-    options: &SuggestOptions,
-) -> Result<Vec<SeenCall>, StoreError> {
+pub fn seen_calls(store: &Store, options: &SuggestOptions) -> Result<Vec<SeenCall>, StoreError> {
     let mut out = Vec::new();
     let mut after = options.since;
     loop {

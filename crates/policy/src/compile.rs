@@ -96,6 +96,8 @@ pub struct CompiledPolicy {
     pub(crate) index: BTreeMap<String, ServerIndex>,
     pub(crate) hide: GlobSet,
     pub(crate) hide_patterns: Vec<String>,
+    /// The shared store URL with `${VAR}` resolved (the hash covers it as written, unresolved).
+    pub(crate) store: Option<String>,
 }
 
 impl CompiledPolicy {
@@ -148,6 +150,12 @@ impl CompiledPolicy {
     #[must_use]
     pub fn servers(&self) -> &BTreeMap<String, ServerInfo> {
         &self.servers
+    }
+
+    /// The shared store's URL (`store:`, `${VAR}` resolved), if the policy names one.
+    #[must_use]
+    pub fn store(&self) -> Option<&str> {
+        self.store.as_deref()
     }
 
     /// The policy as written.
@@ -220,6 +228,15 @@ pub fn compile(
             PolicyError::new(file, "`kill_after.denials` must be at least 1")
                 .field("kill_after")
                 .help("write e.g. `kill_after: { denials: 5, within: 1m }`"),
+        );
+    }
+    if let Some(store) = &resolved.store
+        && !(store.starts_with("postgres://") || store.starts_with("postgresql://"))
+    {
+        errors.push(
+            PolicyError::new(file, "`store` must be a `postgres://` URL")
+                .field("store")
+                .help("write e.g. `store: postgres://portcullis:${PG_PASSWORD}@db.internal:5432/portcullis`, or leave `store` out for the embedded SQLite store in `state_dir`"),
         );
     }
     let mut servers = BTreeMap::new();
@@ -490,6 +507,7 @@ pub fn compile(
         index,
         hide,
         hide_patterns: resolved.hide.clone(),
+        store: resolved.store.clone(),
     })
 }
 

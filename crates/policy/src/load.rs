@@ -121,8 +121,9 @@ fn friendly_budget(message: &str) -> String {
     format!("the policy {what} (a parser limit)")
 }
 
-/// Resolve `${VAR}` references in every server's settings from `lookup` (the environment, passed
-/// in so this crate stays pure). `$${` writes a literal `${`. A missing variable is an error.
+/// Resolve `${VAR}` references in every server's settings and in `store` from `lookup` (the
+/// environment, passed in so this crate stays pure). `$${` writes a literal `${`. A missing
+/// variable is an error.
 pub fn resolve_env(
     policy: &mut PolicyFile,
     file: &str,
@@ -135,6 +136,14 @@ pub fn resolve_env(
         resolve_server(name, &mut server.value, file, lookup, &mut errors);
         for e in errors.iter_mut().skip(before) {
             e.pos = e.pos.or(pos);
+        }
+    }
+    if let Some(store) = &mut policy.store {
+        match substitute(store, lookup) {
+            Ok(v) => *store = v,
+            Err(msg) => errors.push(PolicyError::new(file, msg).field("store").help(
+                "set the variable in the gateway's environment, or write `$${` for a literal `${`",
+            )),
         }
     }
     if errors.is_empty() {

@@ -31,6 +31,14 @@ pub struct PolicyFile {
     /// Where the gateway keeps its state (audit log, keys), relative to the policy file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
+    /// Shared state on PostgreSQL, for several gateway instances behind a load balancer:
+    /// `postgres://USER@HOST:PORT/DATABASE` (`${VAR}` references are resolved, so the password
+    /// can come from the environment: `postgres://portcullis:${PG_PASSWORD}@db:5432/portcullis`).
+    /// Approvals, leases, rate limits, pins and one audit chain then live in that database; the
+    /// instance's signing key stays in `state_dir`. Without it, state is the embedded SQLite
+    /// database in `state_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     /// The MCP servers behind the gateway, by name.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, ServerSpec>")]

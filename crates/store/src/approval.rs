@@ -364,3 +364,82 @@ pub struct Lease {
     /// Whether it can still cover a call now.
     pub active: bool,
 }
+
+/// Unix milliseconds as RFC 3339 with milliseconds, as approvals and leases show times.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| format!("{t:.3}"))
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// A count or duration for a database integer column (saturating; such values are never near it).
+pub(crate) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Refuses an approval by the wrong party when the rule asks for a separate approver.
+pub(crate) fn check_separation(
+    approval: &Approval,
+    resolution: &Resolution,
+) -> Result<(), ResolveError> {
+    if !resolution.approve || !approval.separate_approver {
+        return Ok(());
+    }
+    let id = approval.id.clone();
+    match &approval.principal {
+        None => {
+            return Err(ResolveError::SameApprover {
+                id,
+                why: "the call has no principal to compare the approver with, so separation cannot be shown (run the gateway with --principal)".to_owned(),
+            });
+        }
+        Some(principal) if principal == &resolution.approver => {
+            return Err(ResolveError::SameApprover {
+                id,
+                why: format!("`{principal}` made the call and cannot approve it"),
+            });
+        }
+        Some(_) => {}
+    }
+    if resolution.channel == Channel::Elicitation {
+        return Err(ResolveError::SameApprover {
+            id,
+            why: "the client that made the call cannot approve it".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The signed receipt of resolving pending `approval` with `resolution` at `now_ms`.
+pub(crate) fn signed_receipt(
+    approval: &Approval,
+    resolution: &Resolution,
+    now_ms: i64,
+    key: &SigningKey,
+) -> Result<Receipt, StoreError> {
+    let decision = if resolution.approve {
+        "approved"
+    } else {
+        "denied"
+    };
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).map_err(|source| StoreError::Random { source })?;
+    let body = ReceiptBody {
+        v: "portcullis-approval-receipt-v1".to_owned(),
+        id: format!("r-{}", hex::encode(random)),
+        approval_id: approval.id.clone(),
+        digest: approval.digest.clone(),
+        decision: decision.to_owned(),
+        approver: resolution.approver.clone(),
+        channel: resolution.channel.as_str().to_owned(),
+        assurance: resolution.channel.assurance().to_owned(),
+        time: rfc3339(now_ms),
+        expires_at: approval.expires_at.clone(),
+        server: approval.server.clone(),
+        tool: approval.tool.clone(),
+        session: approval.session.clone(),
+        principal: approval.principal.clone(),
+        note: resolution.note.clone(),
+    };
+    Receipt::sign(body, key)
+}

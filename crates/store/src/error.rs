@@ -170,6 +170,77 @@ pub enum StoreError {
     )]
     WriterStopped,
 
+    /// The `store:` URL (or `--store`) cannot be used.
+    #[error(
+        "the store `{url}` is not usable: {reason}\n\
+         help: write it as `postgres://USER@HOST:PORT/DATABASE` (the password from an environment \
+         variable: `postgres://portcullis:${{PG_PASSWORD}}@db.internal:5432/portcullis`), or leave \
+         `store` out for the embedded SQLite store"
+    )]
+    BadUrl {
+        /// The URL as given, with any password replaced by `***`.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// PostgreSQL failed (refused the connection, dropped it, or refused a statement).
+    #[error(
+        "PostgreSQL store `{target}`: {during} failed: {source}\n\
+         help: check that the server is running and reachable, and that the user may use the \
+         database; calls that need the store are denied until it is back"
+    )]
+    Postgres {
+        /// Where the database is (user, host, port, database; never the password).
+        target: String,
+        /// What the store was doing, in words.
+        during: &'static str,
+        /// What PostgreSQL (or the client) said.
+        #[source]
+        source: Arc<postgres::Error>,
+    },
+
+    /// PostgreSQL did not answer in time.
+    #[error(
+        "PostgreSQL store `{target}`: {during} did not finish within {seconds} s\n\
+         help: the database is overloaded or unreachable; calls that need the store are denied \
+         until it answers again"
+    )]
+    PostgresTimeout {
+        /// Where the database is (never the password).
+        target: String,
+        /// What the store was doing, in words.
+        during: &'static str,
+        /// The limit that ran out.
+        seconds: u64,
+    },
+
+    /// The PostgreSQL database was migrated by a newer Portcullis.
+    #[error(
+        "PostgreSQL store `{target}` has schema version {found}, but this build of portcullis only \
+         knows versions up to {supported}\n\
+         help: upgrade portcullis on this machine (every instance sharing the database must run a \
+         build that knows its schema)"
+    )]
+    DatabaseSchemaTooNew {
+        /// Where the database is (never the password).
+        target: String,
+        /// The version recorded in the database.
+        found: i64,
+        /// The newest version this build can use.
+        supported: i64,
+    },
+
+    /// `portcullis store copy` refused to start.
+    #[error(
+        "cannot copy the state: {what}\n\
+         help: copy a gateway's state directory (with `state.db`) into a new, empty database"
+    )]
+    CopyRefused {
+        /// Why.
+        what: String,
+    },
+
     /// An invariant of the store was violated.
     #[error("internal error in the audit store: {what}; this is a bug, please report")]
     Bug {
@@ -179,6 +250,25 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Wraps a PostgreSQL error with the database and the operation.
+    pub(crate) fn postgres(target: &str, during: &'static str, source: postgres::Error) -> Self {
+        StoreError::Postgres {
+            target: target.to_owned(),
+            during,
+            source: Arc::new(source),
+        }
+    }
+
+    /// `true` when the error says the store could not be reached or did not answer (as opposed
+    /// to refusing something), so readiness checks can report it.
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Postgres { .. } | StoreError::PostgresTimeout { .. }
+        )
+    }
+
     /// Wraps a SQLite error with the database path and the operation.
     pub(crate) fn sqlite(
         path: &std::path::Path,

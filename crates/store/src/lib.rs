@@ -1,18 +1,21 @@
-//! State for Portcullis: the tamper-evident audit chain (approvals, leases, counters and pins come
-//! later, as new schema migrations).
+//! State for Portcullis: the tamper-evident audit chain, approvals and their signed receipts,
+//! scope leases, rate-limit counters, tool pins and session liveness, behind one type, [`Store`]:
+//! the embedded SQLite store in the state directory (the default), or a PostgreSQL database
+//! shared by several gateway instances ([`PgStore`], `store: postgres://...`).
 //!
 //! Every decision the gateway makes is appended as an [`AuditEvent`] before the call is forwarded,
 //! and every forwarded call gets an outcome record after it. Records are hash-chained and the
-//! chain head is signed with the gateway's Ed25519 key, so [`SqliteStore::verify`] finds any edit,
+//! chain head is signed with the gateway's Ed25519 key, so [`Store::verify`] finds any edit,
 //! deletion, insertion, reordering or truncation. An append is acknowledged only after the
 //! transaction holding it has committed to disk; any failure is an `Err`, on which the gateway
 //! denies the call.
 //!
 //! ```no_run
-//! use portcullis_store::{AuditEvent, AuditKind, SqliteStore};
+//! use portcullis_store::{AuditEvent, AuditKind, Store};
 //!
 //! # fn main() -> Result<(), portcullis_store::StoreError> {
-//! let store = SqliteStore::open(std::path::Path::new(".portcullis"))?;
+//! // `Some("postgres://...")` instead of `None` for the shared store.
+//! let store = Store::open(std::path::Path::new(".portcullis"), None)?;
 //! let entry = store.append_blocking(AuditEvent {
 //!     kind: AuditKind::Decision,
 //!     time: String::new(), // set by the store
@@ -57,16 +60,25 @@ pub use sqlite::approvals::{ApprovalStore, Created, SESSION_STALE_MS, Taken};
 // approvals: end
 mod chain;
 mod clock;
+mod copy;
 mod error;
 mod event;
 mod key;
+mod pg;
+mod queue;
 mod sqlite;
+mod store;
 
 pub use chain::{
     GENESIS_HASH, VerifyProblem, VerifyProblemKind, VerifyReport, head_message, record_hash,
 };
+pub use copy::{CopyReport, copy_sqlite_to_postgres};
 pub use error::StoreError;
 pub use event::{AuditEntry, AuditEvent, AuditKind};
-pub use sqlite::{
-    DB_FILE, Grant, PinRecord, PinStatus, QUEUE_CAPACITY, Reservation, Reserved, SqliteStore,
+pub use pg::{
+    OP_WAIT, POOL_SIZE, PgStore, SchemaStatus, check_schema, is_postgres_url, migrate_schema,
+    redact_url,
 };
+pub use queue::QUEUE_CAPACITY;
+pub use sqlite::{DB_FILE, Grant, PinRecord, PinStatus, Reservation, Reserved, SqliteStore};
+pub use store::Store;

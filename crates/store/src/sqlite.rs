@@ -14,10 +14,7 @@ mod writer;
 use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
@@ -27,17 +24,15 @@ use crate::chain::VerifyReport;
 use crate::error::StoreError;
 use crate::event::{AuditEntry, AuditEvent};
 use crate::key;
-use writer::{Job, Reply, Writer};
+use crate::queue::AppendQueue;
+use writer::Writer;
 
+pub(crate) use counters::now_seconds;
 pub use counters::{Grant, Reservation, Reserved};
 pub use pins::{PinRecord, PinStatus};
 
 /// The database file's name inside the state directory.
 pub const DB_FILE: &str = "state.db";
-
-/// How many appends may wait for the writer. Past this an append is refused (and the gateway
-/// denies the call) rather than memory growing without bound behind a slow disk.
-pub const QUEUE_CAPACITY: usize = 16_384;
 
 /// How long a statement waits for a lock held by another connection (another gateway process on
 /// the same state directory, or `portcullis audit` reading) before failing.
@@ -53,9 +48,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(200);
 pub struct SqliteStore {
     db_path: PathBuf,
     verifying_key: VerifyingKey,
-    queue: Option<SyncSender<Job>>,
-    writer: Option<JoinHandle<()>>,
-    commits: Arc<AtomicU64>,
+    queue: AppendQueue,
     reader: Mutex<Connection>,
     /// A read-write connection for counters and pins, whose short transactions must not wait
     /// behind audit batches in the writer's queue.
@@ -88,26 +81,17 @@ impl SqliteStore {
         let reader = open_reader(&db_path)?;
         let state = open_writer(&db_path)?;
 
-        let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
-        let commits = Arc::new(AtomicU64::new(0));
         let verifying_key = signing_key.verifying_key();
-        let writer = Writer {
+        let queue = AppendQueue::start(Writer {
             conn,
             path: db_path.clone(),
             key: signing_key,
-            commits: Arc::clone(&commits),
             last_head: None,
-        };
-        let handle = std::thread::Builder::new()
-            .name("portcullis-audit-writer".to_owned())
-            .spawn(move || writer.run(jobs))
-            .map_err(|_| StoreError::WriterStopped)?;
+        })?;
         Ok(SqliteStore {
             db_path,
             verifying_key,
-            queue: Some(queue),
-            writer: Some(handle),
-            commits,
+            queue,
             reader: Mutex::new(reader),
             state: Mutex::new(state),
         })
@@ -126,7 +110,7 @@ impl SqliteStore {
     /// How many batches the writer has committed since this store was opened. With group commit
     /// this is at most, and under load far below, the number of appended records.
     pub fn batches_committed(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.queue.batches_committed()
     }
 
     /// Appends `event` to the chain. The record is queued at once; the future resolves when the
@@ -136,39 +120,22 @@ impl SqliteStore {
         &self,
         event: AuditEvent,
     ) -> impl Future<Output = Result<AuditEntry, StoreError>> + Send + 'static {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let queued = self.enqueue(Job {
-            event,
-            reply: Reply::Async(tx),
-        });
-        async move {
-            queued?;
-            match rx.await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::WriterStopped),
-            }
-        }
+        self.queue.append(event)
     }
 
     /// Appends `event` and blocks the thread until it is committed or failed; for callers outside
     /// an async runtime (the CLI, tests). Inside one, use [`append`](Self::append).
     pub fn append_blocking(&self, event: AuditEvent) -> Result<AuditEntry, StoreError> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.enqueue(Job {
-            event,
-            reply: Reply::Blocking(tx),
-        })?;
-        rx.recv().map_err(|_| StoreError::WriterStopped)?
+        self.queue.append_blocking(event)
     }
 
-    fn enqueue(&self, job: Job) -> Result<(), StoreError> {
-        let queue = self.queue.as_ref().ok_or(StoreError::WriterStopped)?;
-        queue.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => StoreError::QueueFull {
-                limit: QUEUE_CAPACITY,
-            },
-            TrySendError::Disconnected(_) => StoreError::WriterStopped,
-        })
+    pub(crate) fn queue(&self) -> &AppendQueue {
+        &self.queue
+    }
+
+    /// This store's public key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.verifying_key
     }
 
     /// The last `n` records, oldest first.
@@ -199,18 +166,7 @@ impl SqliteStore {
     }
 }
 
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        // Closing the queue lets the writer finish what is queued and exit; joining it means the
-        // database is closed when `drop` returns, so the state directory can be reopened at once.
-        drop(self.queue.take());
-        if let Some(handle) = self.writer.take() {
-            let _ = handle.join();
-        }
-    }
-}
-
-fn create_state_dir(state_dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_state_dir(state_dir: &Path) -> Result<(), StoreError> {
     let fail = |source| StoreError::CreateStateDir {
         path: state_dir.to_path_buf(),
         source: Arc::new(source),

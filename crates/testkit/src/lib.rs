@@ -7,7 +7,10 @@
 //!
 //! The `portcullis-load` binary drives an MCP server over stdio and measures call latency; the
 //! [`load`] module holds its logic (see `scripts/bench-stdio` and `docs/performance.md`).
+//!
+//! The [`postgres`] module gives tests real PostgreSQL databases (`scripts/pg-cluster`).
 #![forbid(unsafe_code)]
 
 pub mod echo;
 pub mod load;
+pub mod postgres;

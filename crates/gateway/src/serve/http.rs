@@ -60,10 +60,37 @@ pub(super) fn router(app: Arc<App>) -> Router {
     // Health probes come from load balancers with arbitrary Host headers and reveal nothing.
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(readyz))
         .merge(mcp)
         .layer(middleware::from_fn_with_state(Arc::clone(&app), count))
         .with_state(app)
+}
+
+/// How long `/readyz` waits for the store before calling the instance unready.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `200 ready` while the store answers; `503` while it does not (a shared PostgreSQL store that
+/// is down or too slow), so a load balancer sends calls to instances that can decide them. It
+/// recovers by itself: every probe asks the store again.
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let store = Arc::clone(&app.ctx.store);
+    let ping = tokio::task::spawn_blocking(move || store.ping());
+    match tokio::time::timeout(READY_TIMEOUT, ping).await {
+        Ok(Ok(Ok(()))) => "ready\n".into_response(),
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(%error, "not ready: the store does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unready: the store does not answer\n",
+            )
+                .into_response()
+        }
+        Ok(Err(_)) | Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unready: the store did not answer in time\n",
+        )
+            .into_response(),
+    }
 }
 
 /// Counts every answered request by route, method and status. Labels are fixed names, never

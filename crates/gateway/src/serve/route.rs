@@ -13,7 +13,7 @@ use portcullis_mcp::{
     INVALID_PARAMS, Id, METHOD_NOT_FOUND, Message, Parsed, error_response, response,
 };
 use portcullis_policy::ReasonClass;
-use portcullis_store::{AuditKind, SqliteStore};
+use portcullis_store::{AuditKind, Store};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
@@ -59,7 +59,7 @@ pub(crate) struct ClientSession {
     upstreams: BTreeMap<String, Upstream>,
     /// Server-initiated messages on their way to the client's streams.
     pub(crate) outbox: Arc<Outbox>,
-    store: Arc<SqliteStore>,
+    store: Arc<Store>,
     audit_session: String,
     last_used: Mutex<Instant>,
     metrics: SharedMetrics,

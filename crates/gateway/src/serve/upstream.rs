@@ -14,7 +14,7 @@ use portcullis_mcp::{
     parse_message,
 };
 use portcullis_policy::CompiledPolicy;
-use portcullis_store::SqliteStore;
+use portcullis_store::Store;
 use portcullis_transport::stdio::{ShutdownGrace, StdinWriter, StdioChild};
 use portcullis_transport::{BoundedLineReader, DEFAULT_MAX_LINE_BYTES, Line, LineWriter};
 use serde_json::Value;
@@ -47,9 +47,9 @@ pub(crate) struct UpstreamContext {
     pub(crate) policy: Arc<CompiledPolicy>,
     pub(crate) policy_path: std::path::PathBuf,
     pub(crate) policy_text: String,
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<Store>,
     /// Approvals and leases, shared by every session.
-    pub(crate) approvals: Arc<portcullis_store::ApprovalStore>,
+    pub(crate) approvals: Arc<portcullis_store::Store>,
     /// The counters behind `/metrics`.
     pub(crate) metrics: SharedMetrics,
     /// OpenTelemetry traces, when the environment asks for them.

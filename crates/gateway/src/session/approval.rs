@@ -11,8 +11,7 @@ use portcullis_mcp::{Id, Parsed};
 use portcullis_policy::model::ApprovalMode;
 use portcullis_policy::{Call, Decision, Evaluation, ReasonClass};
 use portcullis_store::{
-    Approval, ApprovalStore, AuditEvent, Channel, Created, NewApproval, Resolution, StoreError,
-    Taken,
+    Approval, AuditEvent, Channel, Created, NewApproval, Resolution, Store, StoreError, Taken,
 };
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncWrite;
@@ -42,7 +41,7 @@ struct Held {
 
 /// The approval state of one session.
 pub(crate) struct Approvals {
-    store: Arc<ApprovalStore>,
+    store: Arc<Store>,
     /// The client declared the `elicitation` capability, and its name.
     elicitation: Option<String>,
     held: HashMap<Id, Held>,
@@ -55,7 +54,7 @@ pub(crate) struct Approvals {
 }
 
 impl Approvals {
-    pub(crate) fn new(store: Arc<ApprovalStore>) -> Self {
+    pub(crate) fn new(store: Arc<Store>) -> Self {
         Self {
             store,
             elicitation: None,
@@ -69,8 +68,8 @@ impl Approvals {
 
 /// Runs `f` on the store off the async threads.
 async fn blocking<T: Send + 'static>(
-    store: &Arc<ApprovalStore>,
-    f: impl FnOnce(&ApprovalStore) -> Result<T, StoreError> + Send + 'static,
+    store: &Arc<Store>,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     let store = Arc::clone(store);
     match tokio::task::spawn_blocking(move || f(&store)).await {

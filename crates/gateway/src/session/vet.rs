@@ -14,7 +14,7 @@ use std::sync::Arc;
 use portcullis_mcp::Id;
 use portcullis_policy::model::PinMode;
 use portcullis_policy::{ReasonClass, ToolHints};
-use portcullis_store::PinStatus;
+use portcullis_store::{PinRecord, PinStatus};
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncWrite;
 
@@ -156,6 +156,31 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         }
     }
 
+    /// Decides a tool's pin and records it. A tool without a pin is recorded only if no other
+    /// gateway (sharing the store) recorded it meanwhile; if one did, the decision is made again
+    /// on that pin, so every instance agrees on the first definition seen.
+    fn record_pin(
+        &self,
+        mode: PinMode,
+        lock: Option<&LockFile>,
+        stored: Option<PinRecord>,
+        first_contact: bool,
+        seen: &Observed,
+    ) -> Result<PinRecord, portcullis_store::StoreError> {
+        let record = decide(mode, lock, stored.as_ref(), first_contact, seen);
+        if stored.is_some() {
+            self.store.put_pin(&record)?;
+            return Ok(record);
+        }
+        let agreed = self.store.first_pin(&record)?;
+        if agreed.seen_sha == record.seen_sha && agreed.approved_sha == record.approved_sha {
+            return Ok(agreed);
+        }
+        let record = decide(mode, lock, Some(&agreed), false, seen);
+        self.store.put_pin(&record)?;
+        Ok(record)
+    }
+
     /// Runs the pinning decision for every tool of a listing and records it in the store.
     fn vet_tools(&self, tools: &[Value]) -> HashMap<String, Vetted> {
         let Some(mode) = self.pin_mode() else {
@@ -218,12 +243,15 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     continue;
                 }
             };
-            let record = decide(mode, lock.as_ref(), stored.as_ref(), first_contact, &seen);
-            if let Err(error) = self.store.put_pin(&record) {
-                tracing::error!(%error, "cannot record a tool pin; the tool is held back");
-                out.insert(name.to_owned(), Vetted::Held(error.to_string()));
-                continue;
-            }
+            let record = self.record_pin(mode, lock.as_ref(), stored, first_contact, &seen);
+            let record = match record {
+                Ok(record) => record,
+                Err(error) => {
+                    tracing::error!(%error, "cannot record a tool pin; the tool is held back");
+                    out.insert(name.to_owned(), Vetted::Held(error.to_string()));
+                    continue;
+                }
+            };
             let vetted = match (record.status, schema) {
                 (PinStatus::Approved, Ok(schema)) => Vetted::Usable(Arc::new(schema)),
                 (PinStatus::Approved, Err(problem)) => Vetted::Unvalidatable(problem),

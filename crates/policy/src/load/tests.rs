@@ -365,3 +365,37 @@ fn reports_several_errors_as_one_list() {
         "error: a.yaml: one\nerror: a.yaml: two\n  help: fix"
     );
 }
+
+#[test]
+fn the_store_url_resolves_variables_and_must_be_postgres() {
+    let text = "version: 1\nstore: postgres://gw:${PG_PASSWORD}@db:5432/portcullis\n";
+    let env = |v: &str| (v == "PG_PASSWORD").then(|| "s3cret".to_owned());
+    let compiled = crate::compile(parse_policy(text, "p.yaml").unwrap(), "p.yaml", &env).unwrap();
+    assert_eq!(
+        compiled.store(),
+        Some("postgres://gw:s3cret@db:5432/portcullis")
+    );
+    // The hash and the policy as written keep the reference, never the password.
+    assert_eq!(
+        compiled.raw().store.as_deref(),
+        Some("postgres://gw:${PG_PASSWORD}@db:5432/portcullis")
+    );
+    let PolicyErrors(errors) =
+        crate::compile(parse_policy(text, "p.yaml").unwrap(), "p.yaml", &|_| None).unwrap_err();
+    assert_eq!(errors[0].field.as_deref(), Some("store"));
+    assert_eq!(
+        errors[0].message,
+        "environment variable `PG_PASSWORD` is not set"
+    );
+    let wrong = "version: 1\nstore: mysql://db/portcullis\n";
+    let PolicyErrors(errors) =
+        crate::compile(parse_policy(wrong, "p.yaml").unwrap(), "p.yaml", &|_| None).unwrap_err();
+    assert_eq!(errors[0].message, "`store` must be a `postgres://` URL");
+    assert!(
+        errors[0]
+            .help
+            .as_deref()
+            .unwrap()
+            .contains("${PG_PASSWORD}")
+    );
+}

@@ -17,8 +17,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::approval::{
-    Approval, ApprovalState, Lease, NewApproval, NewLease, Receipt, ReceiptBody, Resolution,
-    ResolveError,
+    Approval, ApprovalState, Lease, NewApproval, NewLease, Receipt, Resolution, ResolveError,
 };
 use crate::error::StoreError;
 use crate::key;
@@ -71,15 +70,7 @@ fn now_ms() -> i64 {
     crate::clock::now_ms()
 }
 
-fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| format!("{t:.3}"))
-        .unwrap_or_else(|_| ms.to_string())
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
+use crate::approval::{rfc3339, to_i64};
 
 const APPROVAL_COLUMNS: &str = "id, state, digest, session, principal, server, tool, method, arguments, effect, rule, reason, mode, separate_approver, decision_id, created_at, expires_at, resolved_at, approver, channel, note, receipt_id";
 
@@ -450,54 +441,9 @@ impl ApprovalStore {
                 });
             }
         }
-        if resolution.approve && approval.separate_approver {
-            match &approval.principal {
-                None => {
-                    return Err(ResolveError::SameApprover {
-                        id: id.to_owned(),
-                        why: "the call has no principal to compare the approver with, so separation cannot be shown (run the gateway with --principal)".to_owned(),
-                    });
-                }
-                Some(principal) if principal == &resolution.approver => {
-                    return Err(ResolveError::SameApprover {
-                        id: id.to_owned(),
-                        why: format!("`{principal}` made the call and cannot approve it"),
-                    });
-                }
-                Some(_) => {}
-            }
-            if resolution.channel == crate::approval::Channel::Elicitation {
-                return Err(ResolveError::SameApprover {
-                    id: id.to_owned(),
-                    why: "the client that made the call cannot approve it".to_owned(),
-                });
-            }
-        }
-        let decision = if resolution.approve {
-            "approved"
-        } else {
-            "denied"
-        };
-        let mut random = [0u8; 16];
-        getrandom::fill(&mut random).map_err(|source| StoreError::Random { source })?;
-        let body = ReceiptBody {
-            v: "portcullis-approval-receipt-v1".to_owned(),
-            id: format!("r-{}", hex::encode(random)),
-            approval_id: approval.id.clone(),
-            digest: approval.digest.clone(),
-            decision: decision.to_owned(),
-            approver: resolution.approver.clone(),
-            channel: resolution.channel.as_str().to_owned(),
-            assurance: resolution.channel.assurance().to_owned(),
-            time: rfc3339(now),
-            expires_at: approval.expires_at.clone(),
-            server: approval.server.clone(),
-            tool: approval.tool.clone(),
-            session: approval.session.clone(),
-            principal: approval.principal.clone(),
-            note: resolution.note.clone(),
-        };
-        let receipt = Receipt::sign(body, &self.key)?;
+        crate::approval::check_separation(&approval, resolution)?;
+        let receipt = crate::approval::signed_receipt(&approval, resolution, now, &self.key)?;
+        let decision = receipt.body.decision.clone();
         let json = serde_json::to_string(&receipt).map_err(|_| StoreError::Bug {
             what: "a receipt could not be serialized",
         })?;

@@ -163,7 +163,7 @@ fn to_sql(n: u64) -> Result<i64, StoreError> {
     })
 }
 
-fn now_seconds() -> Result<u64, StoreError> {
+pub(crate) fn now_seconds() -> Result<u64, StoreError> {
     u64::try_from(crate::clock::now_ms() / 1000).map_err(|_| StoreError::Bug {
         what: "the system clock is before 1970",
     })

@@ -30,7 +30,7 @@ impl PinStatus {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         match text {
             "approved" => Some(PinStatus::Approved),
             "pending" => Some(PinStatus::Pending),
@@ -137,6 +137,34 @@ impl SqliteStore {
         )
         .map(|_| ())
         .map_err(|e| StoreError::sqlite(path, "writing a tool pin", e))
+    }
+
+    /// Records `pin` only if the tool has no pin yet; returns the pin stored afterwards (this
+    /// one, or the one another process recorded first).
+    pub fn first_pin(&self, pin: &PinRecord) -> Result<PinRecord, StoreError> {
+        let path = self.db_path.as_path();
+        {
+            let conn = self.lock_state();
+            conn.execute(
+                &format!(
+                    "INSERT OR IGNORE INTO pins ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    pin.server,
+                    pin.tool,
+                    pin.approved_sha,
+                    pin.seen_sha,
+                    pin.seen_def,
+                    pin.status.as_str(),
+                    pin.finding,
+                    format!("{:.6}", jiff::Timestamp::now()),
+                ],
+            )
+            .map_err(|e| StoreError::sqlite(path, "writing a tool pin", e))?;
+        }
+        self.pin(&pin.server, &pin.tool)?.ok_or(StoreError::Bug {
+            what: "a pin vanished right after it was written",
+        })
     }
 
     /// Approves the definition last seen of `server.tool`: its fingerprint becomes the approved

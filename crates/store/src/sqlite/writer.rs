@@ -1,6 +1,6 @@
-//! The one writer thread and its group commit.
+//! The SQLite batch writer behind the append queue (`queue.rs`) and its group commit.
 //!
-//! Appends are queued; the writer takes everything waiting (up to [`MAX_BATCH`]), writes it in one
+//! The writer thread takes everything waiting (up to `MAX_BATCH`), writes it in one
 //! `BEGIN IMMEDIATE` transaction with the chain computed in queue order, updates the signed head in
 //! the same transaction, commits (one fsync for the whole batch, `synchronous=FULL`) and only then
 //! answers every waiter. If anything fails the transaction rolls back and every waiter of the batch
@@ -14,9 +14,6 @@
 //! inside the transaction also makes several gateway processes sharing one state directory safe.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
 
 use ed25519_dalek::SigningKey;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -24,86 +21,20 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use crate::chain::{GENESIS_HASH, head_signature_ok, record_hash, sign_head};
 use crate::error::StoreError;
 use crate::event::{AuditEntry, AuditEvent};
-
-/// The most records one transaction takes; bounds the time one commit holds the write lock.
-pub(crate) const MAX_BATCH: usize = 1024;
-
-/// The result an appender waits for.
-pub(crate) type AppendResult = Result<AuditEntry, StoreError>;
-
-/// Where to send the answer to one append.
-pub(crate) enum Reply {
-    /// An async caller awaiting a oneshot.
-    Async(tokio::sync::oneshot::Sender<AppendResult>),
-    /// A blocking caller waiting on a std channel (usable outside any async runtime).
-    Blocking(Sender<AppendResult>),
-}
-
-impl Reply {
-    fn send(self, result: AppendResult) {
-        // A caller that gave up waiting is not an error of the store; its record is still written.
-        match self {
-            Reply::Async(tx) => {
-                let _ = tx.send(result);
-            }
-            Reply::Blocking(tx) => {
-                let _ = tx.send(result);
-            }
-        }
-    }
-}
-
-/// One queued append.
-pub(crate) struct Job {
-    pub(crate) event: AuditEvent,
-    pub(crate) reply: Reply,
-}
+use crate::queue::{BatchWriter, now_rfc3339};
 
 /// The state owned by the writer thread.
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
     pub(crate) path: PathBuf,
     pub(crate) key: SigningKey,
-    pub(crate) commits: Arc<AtomicU64>,
     /// The head this writer last committed (seq, hash, signature). When the stored head is still
     /// exactly that, its signature is ours and need not be verified again (an Ed25519 verify per
     /// batch was the largest CPU cost of a decision); any other head is verified in full.
     pub(crate) last_head: Option<(u64, String, String)>,
 }
 
-impl Writer {
-    /// Serves batches until every sender is gone.
-    pub(crate) fn run(mut self, jobs: Receiver<Job>) {
-        while let Ok(first) = jobs.recv() {
-            let mut events = vec![first.event];
-            let mut replies = vec![first.reply];
-            while events.len() < MAX_BATCH {
-                match jobs.try_recv() {
-                    Ok(job) => {
-                        events.push(job.event);
-                        replies.push(job.reply);
-                    }
-                    Err(_) => break,
-                }
-            }
-            match self.write_batch(events) {
-                Ok(entries) => {
-                    self.commits.fetch_add(1, Ordering::Relaxed);
-                    // Equal lengths by construction; a reply left over would be dropped, and its
-                    // caller would see an error, never a false success.
-                    for (reply, entry) in replies.into_iter().zip(entries) {
-                        reply.send(Ok(entry));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        reply.send(Err(e.clone()));
-                    }
-                }
-            }
-        }
-    }
-
+impl BatchWriter for Writer {
     fn write_batch(&mut self, events: Vec<AuditEvent>) -> Result<Vec<AuditEntry>, StoreError> {
         let path = self.path.as_path();
         let err = |during| move |e| StoreError::sqlite(path, during, e);
@@ -217,9 +148,4 @@ fn to_sql_seq(seq: u64) -> Result<i64, StoreError> {
     i64::try_from(seq).map_err(|_| StoreError::Bug {
         what: "the audit sequence number does not fit SQLite's integer",
     })
-}
-
-/// The current time, RFC 3339 in UTC with microseconds (`2026-01-02T03:04:05.678901Z`).
-fn now_rfc3339() -> String {
-    format!("{:.6}", jiff::Timestamp::now())
 }

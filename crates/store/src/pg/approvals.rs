@@ -1,0 +1,530 @@
+//! Approvals, receipts, scope leases and gateway session liveness on PostgreSQL (see
+//! `sqlite/approvals.rs` for the rules; the behaviour is the same).
+//!
+//! Across instances: resolving locks the approval row (`FOR UPDATE`); using an approval or a
+//! lease is one conditional `UPDATE ... WHERE state = 'approved'` / `used_calls < max_calls`, so
+//! an approval lets exactly one call through and a lease covers at most its count, whichever
+//! instances race for it. Session liveness is by heartbeat only: a session of an instance that
+//! died expires when its heartbeat is older than `SESSION_STALE_MS` (the SQLite store also checks
+//! the process id, which means nothing on another machine).
+
+use postgres::{GenericClient, Row};
+
+use super::PgStore;
+use crate::approval::{
+    Approval, ApprovalState, Lease, NewApproval, NewLease, Receipt, Resolution, ResolveError,
+    check_separation, rfc3339, signed_receipt, to_i64,
+};
+use crate::error::StoreError;
+use crate::sqlite::approvals::{Created, SESSION_STALE_MS, Taken};
+
+const APPROVAL_COLUMNS: &str = "id, state, digest, session, principal, server, tool, method, arguments, effect, rule, reason, mode, separate_approver, decision_id, created_at, expires_at, resolved_at, approver, channel, note, receipt_id";
+
+fn approval_row(row: &Row) -> Result<Approval, postgres::Error> {
+    let state: String = row.try_get(1)?;
+    let arguments: String = row.try_get(8)?;
+    let resolved: Option<i64> = row.try_get(17)?;
+    Ok(Approval {
+        id: row.try_get(0)?,
+        // An unknown state is read as expired: it can neither be resolved nor used.
+        state: ApprovalState::parse(&state).unwrap_or(ApprovalState::Expired),
+        digest: row.try_get(2)?,
+        session: row.try_get(3)?,
+        principal: row.try_get(4)?,
+        server: row.try_get(5)?,
+        tool: row.try_get(6)?,
+        method: row.try_get(7)?,
+        arguments: serde_json::from_str(&arguments).unwrap_or(serde_json::Value::Null),
+        effect: row.try_get(9)?,
+        rule: row.try_get(10)?,
+        reason: row.try_get(11)?,
+        mode: row.try_get(12)?,
+        separate_approver: row.try_get(13)?,
+        decision_id: row.try_get(14)?,
+        created_at: rfc3339(row.try_get(15)?),
+        expires_at: rfc3339(row.try_get(16)?),
+        resolved_at: resolved.map(rfc3339),
+        approver: row.try_get(18)?,
+        channel: row.try_get(19)?,
+        note: row.try_get(20)?,
+        receipt_id: row.try_get(21)?,
+    })
+}
+
+const LEASE_COLUMNS: &str = "id, session, principal, server, tool, args_under, created_at, expires_at, max_calls, used_calls, revoked_at, granted_by, note";
+
+fn lease_row(row: &Row, now: i64) -> Result<Lease, postgres::Error> {
+    let args: String = row.try_get(5)?;
+    let expires: i64 = row.try_get(7)?;
+    let max: i64 = row.try_get(8)?;
+    let used: i64 = row.try_get(9)?;
+    let revoked: Option<i64> = row.try_get(10)?;
+    Ok(Lease {
+        id: row.try_get(0)?,
+        session: row.try_get(1)?,
+        principal: row.try_get(2)?,
+        server: row.try_get(3)?,
+        tool: row.try_get(4)?,
+        // Unreadable scope: an empty list would widen the lease, so such a lease is inactive.
+        args_under: serde_json::from_str(&args).unwrap_or_default(),
+        created_at: rfc3339(row.try_get(6)?),
+        expires_at: rfc3339(expires),
+        max_calls: u64::try_from(max).unwrap_or(0),
+        used_calls: u64::try_from(used).unwrap_or(u64::MAX),
+        revoked_at: revoked.map(rfc3339),
+        granted_by: row.try_get(11)?,
+        note: row.try_get(12)?,
+        active: revoked.is_none()
+            && expires > now
+            && used < max
+            && serde_json::from_str::<Vec<(String, String)>>(&args).is_ok(),
+    })
+}
+
+/// Marks pending and approved approvals expired whose ttl ran out or whose session is gone.
+fn expire_stale(c: &mut impl GenericClient, now: i64) -> Result<(), postgres::Error> {
+    c.execute(
+        "UPDATE approvals SET state = 'expired', resolved_at = $1, note = 'its time to live ran out'
+         WHERE state IN ('pending', 'approved') AND expires_at <= $1",
+        &[&now],
+    )?;
+    c.execute(
+        "UPDATE approvals SET state = 'expired', resolved_at = $1,
+             note = 'its gateway session ended (the gateway stopped or restarted)'
+         WHERE state IN ('pending', 'approved') AND session NOT IN (
+             SELECT id FROM gateway_sessions WHERE ended_at IS NULL AND heartbeat_at > $2)",
+        &[&now, &now.saturating_sub(SESSION_STALE_MS)],
+    )?;
+    Ok(())
+}
+
+fn find_approval(
+    c: &mut impl GenericClient,
+    id: &str,
+    lock: bool,
+) -> Result<Option<Approval>, postgres::Error> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    c.query_opt(
+        &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = $1{lock}"),
+        &[&id],
+    )?
+    .as_ref()
+    .map(approval_row)
+    .transpose()
+}
+
+impl PgStore {
+    /// Runs `f` on a pooled connection; a database error becomes a [`StoreError`] naming `during`.
+    fn with<T: Send + 'static>(
+        &self,
+        during: &'static str,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let target = self.target().to_owned();
+        self.pool.run(during, move |c| {
+            f(c).map_err(|e| StoreError::postgres(&target, during, e))
+        })
+    }
+
+    /// Records that gateway session `session` is alive (call every few seconds).
+    pub fn heartbeat(&self, session: &str) -> Result<(), StoreError> {
+        let session = session.to_owned();
+        let now = crate::clock::now_ms();
+        let pid = i64::from(std::process::id());
+        self.with("recording the session heartbeat", move |c| {
+            c.execute(
+                "INSERT INTO gateway_sessions (id, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $3)
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                &[&session, &pid, &now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Records that `session` ended; its open approvals expire.
+    pub fn end_session(&self, session: &str) -> Result<(), StoreError> {
+        let session = session.to_owned();
+        let now = crate::clock::now_ms();
+        self.with("ending the session", move |c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "UPDATE gateway_sessions SET ended_at = $2 WHERE id = $1",
+                &[&session, &now],
+            )?;
+            expire_stale(&mut tx, now)?;
+            tx.commit()
+        })
+    }
+
+    /// Creates a pending approval, unless the same call of the same session already has a live
+    /// one, or the session has `cap` pending approvals.
+    pub fn create_pending(&self, new: &NewApproval, cap: usize) -> Result<Created, StoreError> {
+        let new = new.clone();
+        let arguments = serde_json::to_string(&new.arguments).map_err(|_| StoreError::Bug {
+            what: "arguments could not be serialized",
+        })?;
+        let now = crate::clock::now_ms();
+        self.with("creating an approval", move |c| {
+            let mut tx = c.transaction()?;
+            expire_stale(&mut tx, now)?;
+            let existing = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE digest = $1 AND session = $2
+                         AND state IN ('pending', 'approved') ORDER BY created_at DESC LIMIT 1"
+                    ),
+                    &[&new.digest, &new.session],
+                )?
+                .as_ref()
+                .map(approval_row)
+                .transpose()?;
+            if let Some(existing) = existing {
+                tx.commit()?;
+                return Ok(Created::Existing(existing));
+            }
+            let pending: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM approvals WHERE session = $1 AND state = 'pending'",
+                    &[&new.session],
+                )?
+                .try_get(0)?;
+            if usize::try_from(pending).unwrap_or(usize::MAX) >= cap {
+                tx.commit()?;
+                return Ok(Created::CapReached { cap });
+            }
+            let expires = now.saturating_add(to_i64(new.ttl_ms));
+            let row = tx.query_one(
+                &format!(
+                    "INSERT INTO approvals (id, state, digest, session, principal, server, tool,
+                         method, arguments, effect, rule, reason, mode, separate_approver,
+                         decision_id, created_at, expires_at)
+                     VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                         $14, $15, $16)
+                     RETURNING {APPROVAL_COLUMNS}"
+                ),
+                &[
+                    &new.id,
+                    &new.digest,
+                    &new.session,
+                    &new.principal,
+                    &new.server,
+                    &new.tool,
+                    &new.method,
+                    &arguments,
+                    &new.effect,
+                    &new.rule,
+                    &new.reason,
+                    &new.mode,
+                    &new.separate_approver,
+                    &new.decision_id,
+                    &now,
+                    &expires,
+                ],
+            )?;
+            let created = approval_row(&row)?;
+            tx.commit()?;
+            Ok(Created::New(created))
+        })
+    }
+
+    /// Uses the approved, unexpired, unused approval of this exact call, if there is one; one
+    /// conditional update, so it lets exactly one call through.
+    pub fn consume(&self, digest: &str, session: &str) -> Result<Option<Approval>, StoreError> {
+        let (digest, session) = (digest.to_owned(), session.to_owned());
+        let now = crate::clock::now_ms();
+        self.with("using an approval", move |c| {
+            let mut tx = c.transaction()?;
+            expire_stale(&mut tx, now)?;
+            let row = tx.query_opt(
+                &format!(
+                    "UPDATE approvals SET state = 'used', used_at = $3
+                     WHERE id = (SELECT id FROM approvals WHERE digest = $1 AND session = $2
+                                 AND state = 'approved' AND expires_at > $3 LIMIT 1)
+                       AND state = 'approved'
+                     RETURNING {APPROVAL_COLUMNS}"
+                ),
+                &[&digest, &session, &now],
+            )?;
+            let used = row.as_ref().map(approval_row).transpose()?;
+            tx.commit()?;
+            Ok(used)
+        })
+    }
+
+    /// For a held call: takes approval `id` if it was approved (marking it used), reports a final
+    /// refusal, or says it is still pending.
+    pub fn take(&self, id: &str) -> Result<Taken, StoreError> {
+        let id = id.to_owned();
+        let now = crate::clock::now_ms();
+        let taken = self.with("taking an approval", move |c| {
+            let mut tx = c.transaction()?;
+            expire_stale(&mut tx, now)?;
+            let used = tx
+                .query_opt(
+                    &format!(
+                        "UPDATE approvals SET state = 'used', used_at = $2
+                         WHERE id = $1 AND state = 'approved' RETURNING {APPROVAL_COLUMNS}"
+                    ),
+                    &[&id, &now],
+                )?
+                .as_ref()
+                .map(approval_row)
+                .transpose()?;
+            let taken = match used {
+                Some(approval) => Some(Taken::Approved(approval)),
+                None => find_approval(&mut tx, &id, false)?.map(|a| match a.state {
+                    ApprovalState::Pending => Taken::Pending,
+                    _ => Taken::Refused(a),
+                }),
+            };
+            tx.commit()?;
+            Ok(taken)
+        })?;
+        taken.ok_or(StoreError::Bug {
+            what: "a held call's approval is missing from the store",
+        })
+    }
+
+    /// Expires approval `id` if it is still pending or approved and unused.
+    pub fn expire(&self, id: &str, why: &str) -> Result<(), StoreError> {
+        let (id, why) = (id.to_owned(), why.to_owned());
+        let now = crate::clock::now_ms();
+        self.with("expiring an approval", move |c| {
+            c.execute(
+                "UPDATE approvals SET state = 'expired', resolved_at = $2, note = $3
+                 WHERE id = $1 AND state IN ('pending', 'approved')",
+                &[&id, &now, &why],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Resolves pending approval `id` and writes its signed receipt, in one transaction that
+    /// holds the approval's row lock.
+    pub fn resolve(&self, id: &str, resolution: &Resolution) -> Result<Receipt, ResolveError> {
+        let id = id.to_owned();
+        let resolution = resolution.clone();
+        let key = self.key.clone();
+        let target = self.target().to_owned();
+        let now = crate::clock::now_ms();
+        let result = self.pool.run("resolving an approval", move |c| {
+            let err = |e| StoreError::postgres(&target, "resolving an approval", e);
+            let mut tx = c.transaction().map_err(err)?;
+            expire_stale(&mut tx, now).map_err(err)?;
+            let Some(approval) = find_approval(&mut tx, &id, true).map_err(err)? else {
+                return Ok(Err(ResolveError::NotFound(id)));
+            };
+            match approval.state {
+                ApprovalState::Pending => {}
+                ApprovalState::Expired => {
+                    tx.commit().map_err(err)?;
+                    return Ok(Err(ResolveError::Expired {
+                        id,
+                        why: approval.note.unwrap_or_else(|| "it expired".to_owned()),
+                    }));
+                }
+                state => {
+                    return Ok(Err(ResolveError::NotPending {
+                        id,
+                        state: state.as_str(),
+                    }));
+                }
+            }
+            if let Err(refused) = check_separation(&approval, &resolution) {
+                return Ok(Err(refused));
+            }
+            let receipt = signed_receipt(&approval, &resolution, now, &key)?;
+            super::audit::register(
+                &mut tx,
+                &target,
+                &receipt.public_key,
+                "a gateway instance's key",
+            )?;
+            let json = serde_json::to_string(&receipt).map_err(|_| StoreError::Bug {
+                what: "a receipt could not be serialized",
+            })?;
+            tx.execute(
+                "INSERT INTO approval_receipts (id, approval_id, receipt) VALUES ($1, $2, $3)",
+                &[&receipt.body.id, &approval.id, &json],
+            )
+            .map_err(err)?;
+            tx.execute(
+                "UPDATE approvals SET state = $2, resolved_at = $3, approver = $4, channel = $5,
+                     note = $6, receipt_id = $7
+                 WHERE id = $1 AND state = 'pending'",
+                &[
+                    &id,
+                    &receipt.body.decision,
+                    &now,
+                    &resolution.approver,
+                    &resolution.channel.as_str(),
+                    &resolution.note,
+                    &receipt.body.id,
+                ],
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(Ok(receipt))
+        });
+        result?
+    }
+
+    /// Approvals, newest first; only pending ones unless `all`.
+    pub fn list(&self, all: bool) -> Result<Vec<Approval>, StoreError> {
+        let now = crate::clock::now_ms();
+        let filter = if all { "" } else { "WHERE state = 'pending'" };
+        self.with("listing approvals", move |c| {
+            let mut tx = c.transaction()?;
+            expire_stale(&mut tx, now)?;
+            let rows = tx.query(
+                &format!(
+                    "SELECT {APPROVAL_COLUMNS} FROM approvals {filter}
+                     ORDER BY created_at DESC, id LIMIT 1000"
+                ),
+                &[],
+            )?;
+            let list = rows.iter().map(approval_row).collect::<Result<_, _>>()?;
+            tx.commit()?;
+            Ok(list)
+        })
+    }
+
+    /// One approval.
+    pub fn show(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+        let id = id.to_owned();
+        let now = crate::clock::now_ms();
+        self.with("reading an approval", move |c| {
+            let mut tx = c.transaction()?;
+            expire_stale(&mut tx, now)?;
+            let found = find_approval(&mut tx, &id, false)?;
+            tx.commit()?;
+            Ok(found)
+        })
+    }
+
+    /// One receipt, by its id or its approval's id.
+    pub fn receipt(&self, id: &str) -> Result<Option<Receipt>, StoreError> {
+        let key = id.to_owned();
+        let text: Option<String> = self.with("reading a receipt", move |c| {
+            c.query_opt(
+                "SELECT receipt FROM approval_receipts WHERE id = $1 OR approval_id = $1 LIMIT 1",
+                &[&key],
+            )?
+            .map(|row| row.try_get(0))
+            .transpose()
+        })?;
+        text.map(|text| {
+            serde_json::from_str(&text).map_err(|e| StoreError::CorruptRecord {
+                seq: 0,
+                what: format!("receipt `{id}` does not parse: {e}"),
+            })
+        })
+        .transpose()
+    }
+
+    /// Grants a lease.
+    pub fn grant_lease(&self, new: &NewLease) -> Result<Lease, StoreError> {
+        let new = new.clone();
+        let args = serde_json::to_string(&new.args_under).map_err(|_| StoreError::Bug {
+            what: "a lease scope could not be serialized",
+        })?;
+        let now = crate::clock::now_ms();
+        self.with("granting a lease", move |c| {
+            let row = c.query_one(
+                &format!(
+                    "INSERT INTO leases (id, session, principal, server, tool, args_under,
+                         created_at, expires_at, max_calls, used_calls, granted_by, note)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11)
+                     RETURNING {LEASE_COLUMNS}"
+                ),
+                &[
+                    &new.id,
+                    &new.session,
+                    &new.principal,
+                    &new.server,
+                    &new.tool,
+                    &args,
+                    &now,
+                    &now.saturating_add(to_i64(new.ttl_ms)),
+                    &to_i64(new.max_calls),
+                    &new.granted_by,
+                    &new.note,
+                ],
+            )?;
+            lease_row(&row, now)
+        })
+    }
+
+    /// Leases, newest first; only active ones unless `all`.
+    pub fn leases(&self, all: bool) -> Result<Vec<Lease>, StoreError> {
+        let now = crate::clock::now_ms();
+        let leases: Vec<Lease> = self.with("listing leases", move |c| {
+            c.query(
+                &format!(
+                    "SELECT {LEASE_COLUMNS} FROM leases ORDER BY created_at DESC, id LIMIT 1000"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|row| lease_row(row, now))
+            .collect()
+        })?;
+        Ok(leases.into_iter().filter(|l| all || l.active).collect())
+    }
+
+    /// Active leases that could cover a call of `session` / `principal` to `server`.
+    pub fn candidate_leases(
+        &self,
+        session: &str,
+        principal: Option<&str>,
+        server: &str,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let (session, server) = (session.to_owned(), server.to_owned());
+        let principal = principal.map(str::to_owned);
+        let now = crate::clock::now_ms();
+        let leases: Vec<Lease> = self.with("finding leases", move |c| {
+            c.query(
+                &format!(
+                    "SELECT {LEASE_COLUMNS} FROM leases
+                     WHERE revoked_at IS NULL AND expires_at > $1 AND used_calls < max_calls
+                       AND (session = $2 OR (principal IS NOT NULL AND principal = $3))
+                       AND (server IS NULL OR server = $4)
+                     ORDER BY created_at, id"
+                ),
+                &[&now, &session, &principal, &server],
+            )?
+            .iter()
+            .map(|row| lease_row(row, now))
+            .collect()
+        })?;
+        Ok(leases.into_iter().filter(|l| l.active).collect())
+    }
+
+    /// Counts one use of lease `id`, atomically: `true` only if it was still active and under
+    /// its count.
+    pub fn use_lease(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        let now = crate::clock::now_ms();
+        self.with("using a lease", move |c| {
+            c.execute(
+                "UPDATE leases SET used_calls = used_calls + 1
+                 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 AND used_calls < max_calls",
+                &[&id, &now],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    /// Revokes lease `id`; `false` if there is no such active lease.
+    pub fn revoke_lease(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        let now = crate::clock::now_ms();
+        self.with("revoking a lease", move |c| {
+            c.execute(
+                "UPDATE leases SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&id, &now],
+            )
+            .map(|n| n == 1)
+        })
+    }
+}

@@ -55,6 +55,10 @@ impl Fixture {
     }
 }
 
+/// A counter window no test run crosses (fixed windows start at multiples of their length since
+/// the epoch; the next century boundary is in 2069), so a count never resets mid-test.
+const NO_BOUNDARY: u64 = 100 * 365 * 86_400;
+
 fn event(i: usize) -> AuditEvent {
     AuditEvent {
         kind: AuditKind::Decision,
@@ -86,7 +90,7 @@ fn event(i: usize) -> AuditEvent {
 fn calls(key: &str, max: u64) -> Reservation {
     Reservation {
         key: key.to_owned(),
-        per_seconds: 3600,
+        per_seconds: NO_BOUNDARY,
         amount: 1,
         max,
     }
@@ -223,18 +227,23 @@ fn two_instances_share_one_chain(b: Backend) {
 
 fn counters_grant_up_to_max_per_window(b: Backend) {
     let f = Fixture::new(b);
+    // Explicit times here, so an hour window is safe: 7200 and 10,800 are two windows.
+    let hourly = |key: &str, max| Reservation {
+        per_seconds: 3600,
+        ..calls(key, max)
+    };
     for _ in 0..3 {
         assert!(matches!(
-            f.store.reserve_at(&[calls("k", 3)], 7200).unwrap(),
+            f.store.reserve_at(&[hourly("k", 3)], 7200).unwrap(),
             Reserved::Granted(_)
         ));
     }
     assert_eq!(
-        f.store.reserve_at(&[calls("k", 3)], 7200).unwrap(),
+        f.store.reserve_at(&[hourly("k", 3)], 7200).unwrap(),
         Reserved::Exceeded { index: 0, used: 3 }
     );
     assert!(matches!(
-        f.store.reserve_at(&[calls("k", 3)], 10_800).unwrap(),
+        f.store.reserve_at(&[hourly("k", 3)], 10_800).unwrap(),
         Reserved::Granted(_)
     ));
 }
@@ -284,8 +293,8 @@ fn concurrent_instances_never_overspend(b: Backend) {
         .collect();
     let granted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
     assert_eq!(granted, 25);
-    assert_eq!(stores[0].counter("shared", 3600).unwrap(), 25);
-    assert_eq!(stores[1].counter("other", 3600).unwrap(), 25);
+    assert_eq!(stores[0].counter("shared", NO_BOUNDARY).unwrap(), 25);
+    assert_eq!(stores[1].counter("other", NO_BOUNDARY).unwrap(), 25);
 }
 
 // ---- pins ----

@@ -302,7 +302,7 @@ fn write_scheduled(
 
 /// Asks the kernel to wake this thread on time: the default timer slack of 50 µs would make
 /// every paced call up to 50 µs late, a tenth of the interval at 2,000 calls/s. Best effort.
-fn precise_sleeps() {
+pub(super) fn precise_sleeps() {
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_timerslack(1);
 }

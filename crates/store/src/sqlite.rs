@@ -140,6 +140,29 @@ impl SqliteStore {
         let queued = self.enqueue(Job {
             event,
             reply: Reply::Async(tx),
+            deferred: false,
+        });
+        async move {
+            queued?;
+            match rx.await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::WriterStopped),
+            }
+        }
+    }
+
+    /// Like [`append`](Self::append), for a record nothing waits on before acting (the outcome
+    /// of a call already forwarded): it may wait up to 5 ms for the next urgent record so the two
+    /// share one commit and one fsync. Still durable when the future resolves.
+    pub fn append_deferred(
+        &self,
+        event: AuditEvent,
+    ) -> impl Future<Output = Result<AuditEntry, StoreError>> + Send + 'static {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let queued = self.enqueue(Job {
+            event,
+            reply: Reply::Async(tx),
+            deferred: true,
         });
         async move {
             queued?;
@@ -157,6 +180,7 @@ impl SqliteStore {
         self.enqueue(Job {
             event,
             reply: Reply::Blocking(tx),
+            deferred: false,
         })?;
         rx.recv().map_err(|_| StoreError::WriterStopped)?
     }

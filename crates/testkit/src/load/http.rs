@@ -109,18 +109,10 @@ fn closed_loop(
                     if id >= calls || Instant::now() >= send_deadline {
                         break;
                     }
-                    let now = Instant::now();
-                    tally.sent(id, now);
                     sent += 1;
-                    match connection.call(&requests, id) {
-                        Ok(ok) => {
-                            let done = Instant::now();
-                            tally.answered(id, ok, done, done.saturating_duration_since(now));
-                        }
-                        Err(_) => {
-                            lost += 1;
-                            break;
-                        }
+                    if !timed_call(&mut connection, &requests, id, Instant::now(), &mut tally) {
+                        lost += 1;
+                        break;
                     }
                 }
                 tally.finish(sent, lost, false);
@@ -164,17 +156,10 @@ fn open_loop(
                     if id >= warmup {
                         lag.saturating_record(nanos(now.saturating_duration_since(at)));
                     }
-                    tally.sent(id, at);
                     sent += 1;
-                    match connection.call(&requests, id) {
-                        Ok(ok) => {
-                            let done = Instant::now();
-                            tally.answered(id, ok, done, done.saturating_duration_since(at));
-                        }
-                        Err(_) => {
-                            lost += 1;
-                            break;
-                        }
+                    if !timed_call(&mut connection, &requests, id, at, &mut tally) {
+                        lost += 1;
+                        break;
                     }
                 }
                 tally.finish(sent, lost, false);
@@ -191,11 +176,7 @@ fn open_loop(
         if at > send_deadline {
             break;
         }
-        let mut now = Instant::now();
-        while now < at {
-            std::thread::sleep(at - now);
-            now = Instant::now();
-        }
+        super::stdio::sleep_until(at);
         if queue.send(id).is_err() {
             break;
         }
@@ -211,6 +192,26 @@ fn open_loop(
     total.add_lost(queued.saturating_sub(total.sent_count()));
     total.time_limited = queued < options.calls;
     Ok(total)
+}
+
+/// Sends call `id` and tallies its answer, its latency measured from `from` (when it was sent,
+/// or due); `false` when the connection failed (the call is lost).
+fn timed_call(
+    connection: &mut Connection,
+    requests: &Requests,
+    id: u64,
+    from: Instant,
+    tally: &mut Tally,
+) -> bool {
+    tally.sent(id, from);
+    match connection.call(requests, id) {
+        Ok(ok) => {
+            let done = Instant::now();
+            tally.answered(id, ok, done, done.saturating_duration_since(from));
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 fn take(calls: &Mutex<Receiver<u64>>) -> Option<u64> {
@@ -305,6 +306,25 @@ impl Connection {
         self.request.extend_from_slice(body);
         self.writer.write_all(&self.request)?;
         read_response(&mut self.reader)
+    }
+}
+
+impl Drop for Connection {
+    /// Ends the session (`DELETE`), as a well-behaved client does, so that runs one after the
+    /// other against one gateway do not pile up sessions. Best effort.
+    fn drop(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let request = format!(
+            "DELETE {} HTTP/1.1\r\nHost: {}\r\nMcp-Session-Id: {session}\r\n\
+             MCP-Protocol-Version: {PROTOCOL_VERSION}\r\nContent-Length: 0\r\n\r\n",
+            self.target.path, self.target.authority
+        );
+        let _ = self.writer.set_read_timeout(Some(Duration::from_secs(2)));
+        if self.writer.write_all(request.as_bytes()).is_ok() {
+            let _ = read_response(&mut self.reader);
+        }
     }
 }
 

@@ -136,19 +136,7 @@ impl SqliteStore {
         &self,
         event: AuditEvent,
     ) -> impl Future<Output = Result<AuditEntry, StoreError>> + Send + 'static {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let queued = self.enqueue(Job {
-            event,
-            reply: Reply::Async(tx),
-            deferred: false,
-        });
-        async move {
-            queued?;
-            match rx.await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::WriterStopped),
-            }
-        }
+        self.append_async(event, false)
     }
 
     /// Like [`append`](Self::append), for a record nothing waits on before acting (the outcome
@@ -158,11 +146,19 @@ impl SqliteStore {
         &self,
         event: AuditEvent,
     ) -> impl Future<Output = Result<AuditEntry, StoreError>> + Send + 'static {
+        self.append_async(event, true)
+    }
+
+    fn append_async(
+        &self,
+        event: AuditEvent,
+        deferred: bool,
+    ) -> impl Future<Output = Result<AuditEntry, StoreError>> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let queued = self.enqueue(Job {
             event,
             reply: Reply::Async(tx),
-            deferred: true,
+            deferred,
         });
         async move {
             queued?;

@@ -86,7 +86,12 @@ pub async fn run(options: RunOptions) -> Result<i32, GatewayError> {
         state.display()
     );
 
-    let mut client_in = BoundedLineReader::new(tokio::io::stdin(), DEFAULT_MAX_LINE_BYTES);
+    // The client's pipes are read and written from the runtime, not the blocking pool: one thread
+    // hand-off less per message in each direction (see `client_input`).
+    let mut client_in = BoundedLineReader::new(
+        portcullis_transport::stdio::client_input(),
+        DEFAULT_MAX_LINE_BYTES,
+    );
     let mut session = Session::new(SessionParts {
         server: server.name.clone(),
         policy,
@@ -96,7 +101,7 @@ pub async fn run(options: RunOptions) -> Result<i32, GatewayError> {
         principal: options.principal.clone(),
         agent: None,
         upstream: child.stdin(),
-        client: LineWriter::new(tokio::io::stdout()),
+        client: LineWriter::new(portcullis_transport::stdio::client_output()),
         approvals,
         // `run` has no metrics endpoint; the counters are kept and never read.
         metrics: Arc::default(),

@@ -339,7 +339,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         self.metrics.upstream_call(&self.server, outcome, took);
         event.duration_us = Some(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
         event.policy_sha256 = Some(self.policy.sha256().to_owned());
-        let append = self.store.append(event);
+        // Deferred: it shares the next decision's commit (one fsync per call instead of two).
+        let append = self.store.append_deferred(event);
         let decision_id = call.decision_id.clone();
         tokio::spawn(async move {
             if let Err(error) = append.await {

@@ -4,12 +4,20 @@
 //! to the engine's batch writer, which writes it in one transaction and commits, and only then
 //! answers every waiter. If the batch fails every waiter of the batch gets the error, so no caller
 //! is told a record is durable when it is not; the thread then goes on with the next batch.
+//!
+//! A *deferred* job (an outcome record: nothing waits on it before forwarding) does not start a
+//! commit of its own while the writer is idle: it waits up to [`DEFER_MAX`] for an urgent job (a
+//! decision, which gates a call) to share its transaction. One call then costs one commit and one
+//! fsync instead of two, and the next call's decision no longer queues behind the previous call's
+//! outcome. Deferred records are still committed in queue order, within `DEFER_MAX`, and at once
+//! when the store closes.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::error::StoreError;
 use crate::event::{AuditEntry, AuditEvent};
@@ -20,6 +28,9 @@ pub const QUEUE_CAPACITY: usize = 16_384;
 
 /// The most records one transaction takes; bounds the time one commit holds the write lock.
 pub(crate) const MAX_BATCH: usize = 1024;
+
+/// The longest a deferred record waits for an urgent one to share its commit.
+pub(crate) const DEFER_MAX: Duration = Duration::from_millis(5);
 
 /// The result an appender waits for.
 pub(crate) type AppendResult = Result<AuditEntry, StoreError>;
@@ -50,6 +61,8 @@ impl Reply {
 struct Job {
     event: AuditEvent,
     reply: Reply,
+    /// Nothing waits on this record before acting; it may wait for company (see the module).
+    deferred: bool,
 }
 
 /// An engine's way of writing one batch: all of `events` in one committed transaction, in
@@ -93,10 +106,28 @@ impl AppendQueue {
         &self,
         event: AuditEvent,
     ) -> impl Future<Output = AppendResult> + Send + 'static {
+        self.append_async(event, false)
+    }
+
+    /// Queues `event` as deferred (see the module); the future resolves when its batch
+    /// committed or failed.
+    pub(crate) fn append_deferred(
+        &self,
+        event: AuditEvent,
+    ) -> impl Future<Output = AppendResult> + Send + 'static {
+        self.append_async(event, true)
+    }
+
+    fn append_async(
+        &self,
+        event: AuditEvent,
+        deferred: bool,
+    ) -> impl Future<Output = AppendResult> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let queued = self.enqueue(Job {
             event,
             reply: Reply::Async(tx),
+            deferred,
         });
         async move {
             queued?;
@@ -113,6 +144,7 @@ impl AppendQueue {
         self.enqueue(Job {
             event,
             reply: Reply::Blocking(tx),
+            deferred: false,
         })?;
         rx.recv().map_err(|_| StoreError::WriterStopped)?
     }
@@ -141,29 +173,60 @@ impl Drop for AppendQueue {
 
 /// Serves batches until every sender is gone.
 fn run(mut writer: impl BatchWriter, jobs: &Receiver<Job>, commits: &AtomicU64) {
-    while let Ok(first) = jobs.recv() {
-        let mut events = vec![first.event];
-        let mut replies = vec![first.reply];
+    let mut events = Vec::new();
+    let mut replies = Vec::new();
+    // When the oldest waiting deferred job was queued.
+    let mut deferred_since: Option<Instant> = None;
+    let mut open = true;
+    while open || !events.is_empty() {
+        let next = match deferred_since {
+            None => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(since) => {
+                jobs.recv_timeout((since + DEFER_MAX).saturating_duration_since(Instant::now()))
+            }
+        };
+        let mut urgent = false;
+        match next {
+            Ok(job) => {
+                urgent |= !job.deferred;
+                events.push(job.event);
+                replies.push(job.reply);
+            }
+            Err(RecvTimeoutError::Timeout) => urgent = true,
+            Err(RecvTimeoutError::Disconnected) => {
+                open = false;
+                urgent = true;
+            }
+        }
         while events.len() < MAX_BATCH {
             match jobs.try_recv() {
                 Ok(job) => {
+                    urgent |= !job.deferred;
                     events.push(job.event);
                     replies.push(job.reply);
                 }
                 Err(_) => break,
             }
         }
-        match writer.write_batch(events) {
+        if !urgent && events.len() < MAX_BATCH {
+            deferred_since.get_or_insert_with(Instant::now);
+            continue;
+        }
+        deferred_since = None;
+        if events.is_empty() {
+            continue;
+        }
+        match writer.write_batch(std::mem::take(&mut events)) {
             Ok(entries) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 // Equal lengths by construction; a reply left over would be dropped, and its
                 // caller would see an error, never a false success.
-                for (reply, entry) in replies.into_iter().zip(entries) {
+                for (reply, entry) in replies.drain(..).zip(entries) {
                     reply.send(Ok(entry));
                 }
             }
             Err(e) => {
-                for reply in replies {
+                for reply in replies.drain(..) {
                     reply.send(Err(e.clone()));
                 }
             }

@@ -123,6 +123,17 @@ impl SqliteStore {
         self.queue.append(event)
     }
 
+    /// Like [`append`](Self::append), for a record nothing waits on before acting (the outcome
+    /// of a call already forwarded): it may wait up to 5 ms
+    /// for the next urgent record so the two share one commit and one fsync. Still durable when
+    /// the future resolves.
+    pub fn append_deferred(
+        &self,
+        event: AuditEvent,
+    ) -> impl Future<Output = Result<AuditEntry, StoreError>> + Send + 'static {
+        self.queue.append_deferred(event)
+    }
+
     /// Appends `event` and blocks the thread until it is committed or failed; for callers outside
     /// an async runtime (the CLI, tests). Inside one, use [`append`](Self::append).
     pub fn append_blocking(&self, event: AuditEvent) -> Result<AuditEntry, StoreError> {

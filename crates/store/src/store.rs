@@ -99,6 +99,20 @@ impl Store {
         queue.append(event)
     }
 
+    /// Like [`append`](Self::append), for a record nothing waits on before acting (the outcome
+    /// of a call already forwarded): it may wait up to 5 ms
+    /// for the next urgent record so both share one commit. Still durable when it resolves.
+    pub fn append_deferred(
+        &self,
+        event: AuditEvent,
+    ) -> impl Future<Output = Result<AuditEntry, StoreError>> + Send + 'static {
+        let queue = match self {
+            Store::Sqlite { audit, .. } => audit.queue(),
+            Store::Postgres(pg) => pg.queue(),
+        };
+        queue.append_deferred(event)
+    }
+
     /// Appends `event` and blocks until it is committed or failed (outside async code).
     pub fn append_blocking(&self, event: AuditEvent) -> Result<AuditEntry, StoreError> {
         match self {

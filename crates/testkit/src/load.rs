@@ -1,5 +1,9 @@
-//! The load driver behind `portcullis-load`: drives an MCP server over stdio with `tools/call`
-//! requests and measures the latency of each call.
+//! The load driver behind `portcullis-load`: drives an MCP server over stdio or Streamable HTTP
+//! with `tools/call` requests and measures the latency of each call.
+//!
+//! Over stdio the driver spawns the server (`command`); over HTTP (`url`) it connects to a server
+//! someone else started, with keep-alive connections that each carry their own MCP session (see
+//! `load/http.rs`).
 //!
 //! Two schedules:
 //! - **closed loop** ([`Schedule::Closed`]): `concurrency` calls are in flight; each answer sends
@@ -32,6 +36,9 @@
 //!     text: "hello".to_owned(),
 //!     label: "direct c=8".to_owned(),
 //!     server_stderr: None,
+//!     url: None,
+//!     connections: 16,
+//!     idle_sessions: 0,
 //! };
 //! let report = run(&options)?;
 //! if let Some(latency) = &report.latency_us {
@@ -40,6 +47,7 @@
 //! # Ok::<(), portcullis_testkit::load::LoadError>(())
 //! ```
 
+mod http;
 mod report;
 mod stdio;
 #[cfg(test)]
@@ -92,6 +100,14 @@ pub struct Options {
     pub label: String,
     /// Where the server's standard error goes (`None`: inherited).
     pub server_stderr: Option<PathBuf>,
+    /// Drive a Streamable HTTP server at this URL (`http://HOST:PORT/PATH`) instead of spawning
+    /// `command`.
+    pub url: Option<String>,
+    /// HTTP, open loop: connections (each with its own session) that take the scheduled calls.
+    /// Closed loop uses one connection per call in flight.
+    pub connections: u32,
+    /// HTTP: sessions opened before the run and left idle (connections open) until it ends.
+    pub idle_sessions: u32,
 }
 
 /// Why a run could not be made.
@@ -126,7 +142,7 @@ pub enum LoadError {
 /// When the options are invalid, the server cannot be started or the handshake fails. Calls that
 /// fail or go unanswered are counted in the report, not returned as errors.
 pub fn run(options: &Options) -> Result<Report, LoadError> {
-    if options.command.is_empty() {
+    if options.command.is_empty() && options.url.is_none() {
         return Err(LoadError::Options("no server command given"));
     }
     if options.calls <= options.warmup {
@@ -141,5 +157,8 @@ pub fn run(options: &Options) -> Result<Report, LoadError> {
         }
         _ => {}
     }
-    stdio::run(options)
+    match &options.url {
+        Some(url) => http::run(options, url),
+        None => stdio::run(options),
+    }
 }

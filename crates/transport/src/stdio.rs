@@ -5,6 +5,7 @@
 //! logged line by line under the `upstream` tracing target. [`StdioChild::shutdown`] stops it in
 //! bounded time: close stdin, then `SIGTERM`, then `SIGKILL`.
 
+mod client;
 mod error;
 mod shutdown;
 mod spec;
@@ -22,6 +23,7 @@ use tokio::process::{Child, ChildStdout, Command};
 use crate::framing::BoundedLineReader;
 use crate::signal::{self, Signal, SignalError};
 
+pub use client::{ClientInput, ClientOutput, client_input, client_output};
 pub use error::{ShutdownError, SpawnError};
 pub use shutdown::{Escalation, SIGKILL_WAIT, ShutdownGrace, ShutdownOutcome, exit_code_for};
 pub use spec::{ChildSpec, ENV_ALLOW_LIST};

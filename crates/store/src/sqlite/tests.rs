@@ -480,3 +480,46 @@ fn concurrent_appends_share_commits_and_form_one_chain() {
         "{commits} commits for {total} appends"
     );
 }
+
+#[test]
+fn a_deferred_record_is_committed_alone_when_nothing_follows() {
+    let (_dir, store) = store_with(0);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let entry = runtime.block_on(store.append_deferred(event(1))).unwrap();
+    assert_eq!(entry.seq, 1);
+    assert_eq!(store.batches_committed(), 1);
+    assert_eq!(store.verify().unwrap().records, 1);
+}
+
+#[test]
+fn deferred_and_urgent_records_keep_queue_order() {
+    let (_dir, store) = store_with(0);
+    let outcome = store.append_deferred(event(1));
+    let decision = store.append(event(2));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (outcome, decision) = runtime.block_on(async { (outcome.await, decision.await) });
+    assert_eq!((outcome.unwrap().seq, decision.unwrap().seq), (1, 2));
+    // Normally one commit (the outcome waits for the decision); two if this thread was
+    // descheduled for longer than the deferral between the two appends.
+    assert!(store.batches_committed() <= 2);
+    assert!(store.verify().unwrap().ok);
+}
+
+#[test]
+fn dropping_the_store_writes_deferred_records_at_once() {
+    let (dir, store) = store_with(0);
+    let pending: Vec<_> = (0..5).map(|i| store.append_deferred(event(i))).collect();
+    drop(store);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for (i, fut) in pending.into_iter().enumerate() {
+        assert_eq!(runtime.block_on(fut).unwrap().seq, i as u64 + 1);
+    }
+    let store = SqliteStore::open(&dir.path().join("state")).unwrap();
+    assert_eq!(store.verify().unwrap().records, 5);
+}

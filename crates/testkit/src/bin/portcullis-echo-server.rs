@@ -1,6 +1,31 @@
 //! A small MCP server for tests; see `portcullis_testkit::echo`.
+//!
+//! Without arguments it serves stdio. `--http ADDR` serves Streamable HTTP on ADDR instead
+//! (`127.0.0.1:0` picks a free port; the first line of standard output names it); see
+//! `portcullis_testkit::echo_http`.
 #![forbid(unsafe_code)]
 
 fn main() {
-    std::process::exit(portcullis_testkit::echo::serve());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let status = match args.as_slice() {
+        [] => portcullis_testkit::echo::serve(),
+        [flag, addr] if flag == "--http" => match addr.parse() {
+            Ok(addr) => match portcullis_testkit::echo_http::serve(addr) {
+                Ok(()) => 0,
+                Err(error) => {
+                    eprintln!("portcullis-echo-server: {error}");
+                    2
+                }
+            },
+            Err(_) => {
+                eprintln!("portcullis-echo-server: `{addr}` is not an address like 127.0.0.1:0");
+                2
+            }
+        },
+        _ => {
+            eprintln!("usage: portcullis-echo-server [--http ADDR]");
+            2
+        }
+    };
+    std::process::exit(status);
 }

@@ -11,9 +11,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use portcullis_testkit::load::{self, Options, Report, Schedule};
 
-/// Load driver for MCP stdio servers: measures tools/call latency and throughput.
+/// Load driver for MCP servers (stdio or Streamable HTTP): measures tools/call latency and
+/// throughput.
 ///
-/// `run` spawns COMMAND, does the MCP handshake and sends `tools/call` requests for the `echo`
+/// `run` spawns COMMAND (or connects to --url, one MCP session per connection), does the MCP
+/// handshake and sends `tools/call` requests for the `echo`
 /// tool, either closed-loop (--concurrency C calls in flight) or open-loop at a fixed --rate
 /// (latency measured from each call's scheduled send time, so a stalled server is charged for
 /// the calls it delayed). It stops by itself after --calls calls or --time-limit.
@@ -24,6 +26,7 @@ use portcullis_testkit::load::{self, Options, Report, Schedule};
 /// Examples:
 ///   portcullis-load run --calls 20000 --concurrency 1 -- portcullis-echo-server
 ///   portcullis-load run --rate 2000 --calls 20000 --json -- portcullis run --policy p.yaml
+///   portcullis-load run --concurrency 8 --url http://127.0.0.1:8750/mcp/echo
 ///   portcullis-load compare direct-c1.json gateway-c1.json direct-c8.json gateway-c8.json
 ///
 /// EXIT STATUS: 0 when every measured call succeeded, 1 when some failed, were lost or the time
@@ -72,8 +75,18 @@ struct RunArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Drive the Streamable HTTP server at this URL (http://HOST:PORT/PATH) instead of
+    /// spawning COMMAND.
+    #[arg(long, value_name = "URL", conflicts_with = "command")]
+    url: Option<String>,
+    /// HTTP open loop: connections (each with its own MCP session) taking the scheduled calls.
+    #[arg(long, default_value_t = 16)]
+    connections: u32,
+    /// HTTP: open this many more sessions before the run and leave them idle until it ends.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    idle_sessions: u32,
     /// The server command and its arguments.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    #[arg(last = true, required_unless_present = "url", value_name = "COMMAND")]
     command: Vec<OsString>,
 }
 
@@ -121,6 +134,9 @@ fn run(args: RunArgs) -> Result<bool> {
         text: args.text,
         label: args.label,
         server_stderr: args.server_stderr,
+        url: args.url,
+        connections: args.connections,
+        idle_sessions: args.idle_sessions,
     };
     let report = load::run(&options)?;
     if args.json {
@@ -164,7 +180,10 @@ fn compare(args: &CompareArgs) -> Result<bool> {
     // A direct run may be paired with several gateway runs; show it once.
     let mut runs: Vec<Report> = Vec::new();
     for report in &reports {
-        if !runs.iter().any(|seen| seen.label == report.label) {
+        if !runs
+            .iter()
+            .any(|seen| seen.label == report.label && seen.load() == report.load())
+        {
             runs.push(report.clone());
         }
     }

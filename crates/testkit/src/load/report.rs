@@ -56,6 +56,10 @@ impl Percentiles {
     }
 }
 
+fn stdio() -> String {
+    "stdio".to_owned()
+}
+
 fn round1(value: f64) -> f64 {
     (value * 10.0).round() / 10.0
 }
@@ -65,6 +69,9 @@ fn round1(value: f64) -> f64 {
 pub struct Report {
     /// The run's name.
     pub label: String,
+    /// `stdio` or `http` (reports written before HTTP existed read as `stdio`).
+    #[serde(default = "stdio")]
+    pub transport: String,
     /// `closed` or `open`.
     pub schedule: String,
     /// Calls in flight (closed loop).
@@ -114,6 +121,12 @@ impl Report {
         let elapsed_s = elapsed.as_secs_f64();
         Report {
             label: options.label.clone(),
+            transport: if options.url.is_some() {
+                "http"
+            } else {
+                "stdio"
+            }
+            .to_owned(),
             schedule: schedule.to_owned(),
             concurrency,
             rate,
@@ -170,7 +183,7 @@ pub(super) struct Tally {
     pub(super) unexpected: u64,
     sent: u64,
     lost: u64,
-    time_limited: bool,
+    pub(super) time_limited: bool,
 }
 
 impl Tally {
@@ -209,6 +222,41 @@ impl Tally {
         } else {
             self.errors += 1;
         }
+    }
+
+    /// Adds the counts and histograms of another thread's tally (HTTP connections each keep
+    /// their own).
+    pub(super) fn merge(&mut self, other: Tally) {
+        self.latency.add(&other.latency).ok();
+        if let Some(other_lag) = other.lag {
+            match &mut self.lag {
+                Some(lag) => {
+                    lag.add(&other_lag).ok();
+                }
+                None => self.lag = Some(other_lag),
+            }
+        }
+        self.first_measured_send = self.first_measured_send.or(other.first_measured_send);
+        self.last_answer = match (self.last_answer, other.last_answer) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.unexpected += other.unexpected;
+        self.sent += other.sent;
+        self.lost += other.lost;
+        self.time_limited |= other.time_limited;
+    }
+
+    /// Calls sent so far (after [`Tally::finish`] or [`Tally::merge`]).
+    pub(super) fn sent_count(&self) -> u64 {
+        self.sent
+    }
+
+    /// Counts `n` more calls as lost.
+    pub(super) fn add_lost(&mut self, n: u64) {
+        self.lost += n;
     }
 
     pub(super) fn finish(&mut self, sent: u64, lost: u64, time_limited: bool) {

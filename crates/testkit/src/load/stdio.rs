@@ -276,12 +276,7 @@ fn write_scheduled(
         if at > send_deadline {
             break;
         }
-        let mut now = Instant::now();
-        while now < at {
-            // High-resolution sleep (nanosleep); it may overshoot by the kernel's timer slack.
-            std::thread::sleep(at - now);
-            now = Instant::now();
-        }
+        let now = sleep_until(at);
         // Counted before the write so that an answer can never arrive for an id not yet counted.
         sent.store(id + 1, Ordering::SeqCst);
         if let Err(error) = stdin.write_all(requests.line(id).as_bytes()) {
@@ -300,9 +295,20 @@ fn write_scheduled(
     Ok((stdin, lag))
 }
 
+/// Sleeps until `at` (high-resolution: nanosleep, which may overshoot by the kernel's timer
+/// slack); returns the time it woke.
+pub(super) fn sleep_until(at: Instant) -> Instant {
+    let mut now = Instant::now();
+    while now < at {
+        std::thread::sleep(at - now);
+        now = Instant::now();
+    }
+    now
+}
+
 /// Asks the kernel to wake this thread on time: the default timer slack of 50 µs would make
 /// every paced call up to 50 µs late, a tenth of the interval at 2,000 calls/s. Best effort.
-fn precise_sleeps() {
+pub(super) fn precise_sleeps() {
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_timerslack(1);
 }

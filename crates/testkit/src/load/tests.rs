@@ -1,5 +1,6 @@
 use std::time::{Duration, Instant};
 
+use super::http;
 use super::report::{Tally, histogram};
 use super::stdio::{Answer, Requests, classify};
 use super::*;
@@ -14,6 +15,9 @@ fn options(schedule: Schedule) -> Options {
         text: "hi".to_owned(),
         label: "test".to_owned(),
         server_stderr: None,
+        url: None,
+        connections: 4,
+        idle_sessions: 0,
     }
 }
 
@@ -107,6 +111,7 @@ fn warmup_calls_are_not_measured() {
 fn compare_subtracts_percentiles_and_divides_throughput() {
     let report = |label: &str, p50: f64, p99: f64, throughput: f64| Report {
         label: label.to_owned(),
+        transport: "stdio".to_owned(),
         schedule: "open".to_owned(),
         concurrency: None,
         rate: Some(2000.0),
@@ -174,4 +179,62 @@ fn rejects_options_that_make_no_sense() {
         run(&o).unwrap_err().to_string(),
         "invalid options: calls must be greater than warmup"
     );
+}
+
+#[test]
+fn http_targets_need_a_host_and_a_port() {
+    assert!(http::Target::parse("http://127.0.0.1:8750/mcp/echo").is_ok());
+    assert_eq!(
+        http::Target::parse("https://example.com/mcp")
+            .unwrap_err()
+            .to_string(),
+        "invalid options: the URL must start with http://"
+    );
+    assert_eq!(
+        http::Target::parse("http://localhost/mcp")
+            .unwrap_err()
+            .to_string(),
+        "invalid options: the URL must name a host and a port"
+    );
+}
+
+#[test]
+fn http_answers_are_json_bodies_or_the_sse_event_with_the_id() {
+    let ok = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":false}}"#;
+    assert!(http::answers(ok, 7));
+    assert!(!http::answers(ok, 8));
+    let sse = format!(
+        "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\n\
+         id: 3\ndata: {ok}\n\n"
+    );
+    assert!(http::answers(&sse, 7));
+    let tool_error = r#"data: {"jsonrpc":"2.0","id":7,"result":{"isError":true}}"#;
+    assert!(!http::answers(tool_error, 7));
+}
+
+#[test]
+fn drives_the_http_echo_server_closed_and_open_loop() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || crate::echo_http::serve_listener(listener));
+    let mut o = options(Schedule::Closed { concurrency: 3 });
+    o.calls = 200;
+    o.warmup = 20;
+    o.time_limit = Duration::from_secs(30);
+    o.url = Some(format!("http://{addr}/mcp"));
+    o.idle_sessions = 2;
+    let report = run(&o).unwrap();
+    assert_eq!(report.transport, "http");
+    assert_eq!(
+        (report.sent, report.ok, report.errors, report.lost),
+        (180, 180, 0, 0)
+    );
+    assert!(report.clean(), "{report:?}");
+    o.schedule = Schedule::Open { rate: 2000.0 };
+    let report = run(&o).unwrap();
+    assert_eq!(
+        (report.sent, report.ok, report.errors, report.lost),
+        (180, 180, 0, 0)
+    );
+    assert!(report.send_lag_us.is_some());
 }

@@ -1,6 +1,7 @@
 //! Portcullis against other policy engines on the same policy and the same calls.
 //!
-//! The realistic 15-rule MCP policy of `policy_eval.rs` is written four times: as a Portcullis
+//! The realistic 15-rule MCP policy of `crates/policy/benches/policy_eval.rs` (one shared file,
+//! `crates/policy/benches/data/realistic-15.yaml`) is written four times: as a Portcullis
 //! policy, as 15 CEL programs (the `cel` crate), as a Cedar policy set with a schema
 //! (`cedar-policy`) and as a Rego module (`regorus`). Five calls are decided by each engine; the
 //! decisions are checked equal to Portcullis's before anything is timed (the bench stops
@@ -27,7 +28,7 @@
 //! the annotations to the strictest decision in Rust, and no permit holding is the default deny.
 //! The Rego module computes the decision itself with an `else` chain.
 //!
-//! Run: `cargo bench -p portcullis-policy --bench engines -- --warm-up-time 1 --measurement-time 3`.
+//! Run: `cargo bench -p portcullis-engines-bench --bench engines -- --warm-up-time 1 --measurement-time 3`.
 //! Figures are in `docs/performance.md`.
 
 #![allow(
@@ -50,87 +51,8 @@ use portcullis_policy::normalize::secret::find_secret;
 use portcullis_policy::{Call, CompiledPolicy, Decision, EvalContext, evaluate};
 use serde_json::{Value, json};
 
-/// The Portcullis policy (the same text as `REALISTIC` in `policy_eval.rs`).
-const PORTCULLIS: &str = r#"
-version: 1
-servers:
-  fs:
-    command: [npx, -y, "@modelcontextprotocol/server-filesystem", /workspace]
-    cwd: /workspace
-  git:
-    command: [uvx, mcp-server-git, --repository, /workspace]
-    cwd: /workspace
-  fetch:
-    command: [uvx, mcp-server-fetch]
-  shell:
-    command: [shell-server]
-    cwd: /workspace
-tools:
-  fs.read_text_file: { effect: read, args: { path: path } }
-  fs.read_multiple_files: { effect: read, args: { paths: "path[]" } }
-  fs.list_directory: { effect: read, args: { path: path } }
-  fs.search_files: { effect: read, args: { path: path, pattern: string } }
-  fs.write_file: { effect: write, args: { path: path, content: string } }
-  fs.edit_file: { effect: write, args: { path: path } }
-  fs.move_file: { effect: write, args: { source: path, destination: path } }
-  git.git_status: { effect: read, args: { repo_path: path } }
-  git.git_log: { effect: read, args: { repo_path: path } }
-  git.git_diff: { effect: read, args: { repo_path: path } }
-  git.git_commit: { effect: write, args: { repo_path: path, message: string } }
-  fetch.fetch: { effect: network, args: { url: url } }
-  shell.run: { effect: exec, args: { command: shell } }
-rules:
-  - id: deny-secret-paths
-    when: { server: fs, paths: { glob: ["**/.env", "**/.ssh/**", "**/.aws/**", "**/*.pem", "**/id_rsa*"] } }
-    decision: deny
-    reason: secrets are off limits
-  - id: deny-secret-values
-    when: { values: { secret: true } }
-    decision: deny
-    reason: a credential in the arguments
-  - id: read-workspace
-    when: { server: fs, effect: read, paths: { under: /workspace } }
-    decision: allow
-  - id: approve-mutations
-    when: { effect: [write, delete, exec, network, message, deploy, payment, sign, identity, unknown] }
-    decision: require_approval
-    approval: { ttl: 10m }
-  - id: git-read
-    when: { server: git, tool: [git_status, git_log, git_diff], args: { repo_path: { under: /workspace } } }
-    decision: allow
-  - id: git-commit
-    when: { server: git, tool: git_commit }
-    decision: require_approval
-    approval: { ttl: 30m, mode: hold }
-  - id: fetch-public
-    when: { server: fetch, tool: fetch, urls: { scheme: https, private_address: false } }
-    decision: allow
-  - id: deny-private-fetch
-    when: { server: fetch, urls: { private_address: true } }
-    decision: deny
-  - id: kill-metadata
-    when: { urls: { host: ["169.254.169.254", "metadata.google.internal"] } }
-    decision: kill_session
-  - id: shell-safe
-    when: { server: shell, tool: run, args: { command: { command: ["git status", "ls *", "cat *"] } } }
-    decision: allow
-  - id: deny-rm
-    when: { server: shell, args: { command: { regex: "rm\\s+-[a-z]*r" } } }
-    decision: deny
-  - id: deny-writes-outside
-    when: { server: fs, effect: write, paths: { not: { under: /workspace } } }
-    decision: deny
-  - id: search-budget
-    when: { server: fs, tool: search_files, paths: { under: /workspace } }
-    decision: allow
-    limit: { calls: 100, per: 1h }
-  - id: deny-tainted-network
-    when: { labels: secret, effect: network }
-    decision: deny
-  - id: deny-move
-    when: { server: fs, tool: move_file }
-    decision: deny
-"#;
+/// The Portcullis policy: the same file as `REALISTIC` in `crates/policy/benches/policy_eval.rs`.
+const PORTCULLIS: &str = include_str!("../../../crates/policy/benches/data/realistic-15.yaml");
 
 // ---------------------------------------------------------------------------------------------
 // Host-side facts for the other engines (timed as part of each of them).

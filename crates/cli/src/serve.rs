@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use clap::builder::TypedValueParser as _;
 use portcullis_gateway::{DEFAULT_LISTEN, HostGuard, ServeOptions};
 
 use crate::policy_file::DEFAULT_POLICY;
@@ -81,6 +82,12 @@ pub(crate) struct ServeArgs {
     /// Loopback only, separate from --listen.
     #[arg(long, value_name = "ADDR|SOCKET")]
     admin: Option<String>,
+    /// Most client sessions at once; a new session past it is answered 503. Each session runs
+    /// its own process of every stdio server it reaches (unless the server is `shared: true`),
+    /// so size this to the machine.
+    #[arg(long, default_value_t = portcullis_gateway::MAX_SESSIONS, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| usize::try_from(n).unwrap_or(usize::MAX)))]
+    max_sessions: usize,
     /// Log format on standard error: `text`, or `json` (one object per line).
     #[arg(
         long,
@@ -114,6 +121,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<u8> {
         },
         public_url: args.public_url,
         admin: args.admin,
+        max_sessions: args.max_sessions,
     };
     let result = runtime.block_on(portcullis_gateway::serve(options));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);

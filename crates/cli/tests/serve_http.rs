@@ -454,3 +454,23 @@ fn stops_cleanly_on_sigterm() {
         std::fs::read_to_string(world.log()).unwrap()
     );
 }
+
+#[test]
+fn sessions_past_max_sessions_are_refused_until_one_ends() {
+    let world = World::new(false);
+    let serve = Serve::start(&world.policy(), &world.log(), &["--max-sessions", "2"]);
+    let first = serve.initialize("/mcp/echo", &[]);
+    let _second = serve.initialize("/mcp/echo", &[]);
+    let third = serve.post("/mcp/echo", &[], &http::initialize_request());
+    assert_eq!(third.status, 503, "{third:?}");
+    // Ending a session frees its place.
+    let ended = request(
+        serve.port,
+        "DELETE",
+        "/mcp/echo",
+        &[("Mcp-Session-Id", first.as_str())],
+        b"",
+    );
+    assert!(ended.status < 300, "{ended:?}");
+    let _third = serve.initialize("/mcp/echo", &[]);
+}

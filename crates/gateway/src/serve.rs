@@ -49,7 +49,9 @@ use upstream::UpstreamContext;
 /// Where `serve` listens unless told otherwise: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
 
-/// Most client sessions at once; each holds server processes, so the bound is a resource limit.
+/// Most client sessions at once by default ([`ServeOptions::max_sessions`]); each holds server
+/// processes (one per stdio server it reaches, unless the server is `shared`), so the bound is a
+/// resource limit. Past it a new session is answered `503`.
 pub const MAX_SESSIONS: usize = 256;
 
 /// A session unused this long is closed (its servers stopped).
@@ -85,6 +87,8 @@ pub struct ServeOptions {
     /// `run --admin` does. A separate listener: the MCP front may face the network, the admin
     /// API never does.
     pub admin: Option<String>,
+    /// Most client sessions at once (default [`MAX_SESSIONS`]).
+    pub max_sessions: usize,
 }
 
 /// Shared state of the HTTP front.
@@ -96,6 +100,8 @@ pub(crate) struct App {
     pub(crate) sessions: Mutex<HashMap<String, Arc<ClientSession>>>,
     /// The bearer token `GET /metrics` requires.
     pub(crate) metrics_token: String,
+    /// Most client sessions at once.
+    pub(crate) max_sessions: usize,
 }
 
 impl App {
@@ -203,6 +209,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         public_url: options.public_url.clone(),
         sessions: Mutex::new(HashMap::new()),
         metrics_token,
+        max_sessions: options.max_sessions,
     });
     // A log event rather than a bare line on stderr, so that `--log-format json` output stays
     // one JSON object per line from the first line on.

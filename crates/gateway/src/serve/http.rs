@@ -17,9 +17,9 @@ use portcullis_mcp::{
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
+use super::App;
 use super::outbox::{self, FrameStream, STREAM_QUEUE};
 use super::route::{ClientSession, Reply, Route};
-use super::{App, MAX_SESSIONS};
 use crate::auth::{AuthFailure, Identity};
 
 /// The session header (case-insensitive on the wire).
@@ -513,7 +513,7 @@ fn start_session(
     route: Route,
     identity: &Identity,
 ) -> Result<(String, Arc<ClientSession>), Box<Response>> {
-    if app.sessions().len() >= MAX_SESSIONS {
+    if app.sessions().len() >= app.max_sessions {
         return Err(Box::new(transport_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service Unavailable: too many sessions",

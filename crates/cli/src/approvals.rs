@@ -134,6 +134,15 @@ pub(crate) fn run(args: &ApprovalsArgs) -> Result<u8> {
             if list.is_empty() && !*json {
                 eprintln!("no {}approvals", if *all { "" } else { "pending " });
             }
+            if list.len() >= portcullis_store::LIST_LIMIT {
+                // Said on standard error, so `--json` output stays one approval per line.
+                let total = store.count(*all).map_err(|e| anyhow::anyhow!("{e}"))?;
+                eprintln!(
+                    "note: showing the newest {} of {total} {}approvals; resolve or let some expire to see older ones, or use `approvals show ID`",
+                    list.len(),
+                    if *all { "" } else { "pending " }
+                );
+            }
             Ok(crate::EXIT_OK)
         }
         Action::Show { id, json } => {

@@ -282,8 +282,16 @@ async fn list(
         .all
         .as_deref()
         .is_some_and(|v| v == "1" || v == "true");
-    match on_store(&state, move |s| s.list(all)).await {
-        Some(Ok(list)) => Json(json!({"approvals": list})).into_response(),
+    // `total` counts them all: `approvals` holds at most the newest `LIST_LIMIT`.
+    let listed = on_store(&state, move |s| {
+        Ok::<_, portcullis_store::StoreError>((s.list(all)?, s.count(all)?))
+    })
+    .await;
+    match listed {
+        Some(Ok((list, total))) => {
+            let truncated = u64::try_from(list.len()).is_ok_and(|shown| total > shown);
+            Json(json!({"approvals": list, "total": total, "truncated": truncated})).into_response()
+        }
         Some(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         None => internal(),
     }

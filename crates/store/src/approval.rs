@@ -7,6 +7,10 @@ use serde_json::Value;
 use crate::error::StoreError;
 use crate::jcs::canonical_json;
 
+/// The most approvals one `list` returns (newest first); [`count`](crate::Store::count) says how
+/// many there are in all, so a listing can say what it left out.
+pub const LIST_LIMIT: usize = 1000;
+
 /// Where an approval stands. Only `pending` can be resolved; only `approved` can be used, once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

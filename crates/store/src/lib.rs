@@ -52,8 +52,8 @@
 mod approval;
 mod jcs;
 pub use approval::{
-    Approval, ApprovalState, Channel, Lease, NewApproval, NewLease, Receipt, ReceiptBody,
-    Resolution, ResolveError,
+    Approval, ApprovalState, Channel, LIST_LIMIT, Lease, NewApproval, NewLease, Receipt,
+    ReceiptBody, Resolution, ResolveError,
 };
 pub use jcs::{JcsError, canonical_json};
 pub use sqlite::approvals::{ApprovalStore, Created, SESSION_STALE_MS, Taken};

@@ -236,6 +236,11 @@ impl Store {
         list(all: bool) -> Result<Vec<Approval>, StoreError>, approvals
     );
     forward!(
+        /// How many approvals there are (only pending ones unless `all`); `list` shows at most
+        /// [`LIST_LIMIT`](crate::LIST_LIMIT) of them.
+        count(all: bool) -> Result<u64, StoreError>, approvals
+    );
+    forward!(
         /// One approval.
         show(id: &str) -> Result<Option<Approval>, StoreError>, approvals
     );

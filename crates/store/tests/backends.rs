@@ -467,6 +467,28 @@ fn leases_count_exactly_across_instances(b: Backend) {
     assert!(store.leases(false).unwrap().is_empty());
 }
 
+fn listing_is_bounded_and_counts_what_it_leaves_out(b: Backend) {
+    let f = Fixture::new(b);
+    let n = portcullis_store::LIST_LIMIT + 3;
+    f.store.heartbeat("s-1").unwrap();
+    for i in 0..n {
+        let created = f
+            .store
+            .create_pending(&new_approval(&format!("a-{i}"), &format!("d{i}"), "s-1"), n)
+            .unwrap();
+        assert!(matches!(created, Created::New(_)));
+    }
+    assert_eq!(
+        f.store.list(false).unwrap().len(),
+        portcullis_store::LIST_LIMIT
+    );
+    assert_eq!(f.store.count(false).unwrap(), n as u64);
+    assert_eq!(f.store.count(true).unwrap(), n as u64);
+    f.store.expire("a-0", "test").unwrap();
+    assert_eq!(f.store.count(false).unwrap(), n as u64 - 1);
+    assert_eq!(f.store.count(true).unwrap(), n as u64);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -490,4 +512,5 @@ both!(
     an_approval_is_consumed_exactly_once_across_instances,
     pending_cap_separation_and_expiry,
     leases_count_exactly_across_instances,
+    listing_is_bounded_and_counts_what_it_leaves_out,
 );

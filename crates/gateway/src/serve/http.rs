@@ -136,8 +136,11 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         return response;
     }
     let approvals = Arc::clone(&app.ctx.approvals);
-    match tokio::task::spawn_blocking(move || approvals.list(false)).await {
-        Ok(Ok(pending)) => app.ctx.metrics.set_pending_approvals(pending.len()),
+    match tokio::task::spawn_blocking(move || approvals.count(false)).await {
+        Ok(Ok(pending)) => app
+            .ctx
+            .metrics
+            .set_pending_approvals(usize::try_from(pending).unwrap_or(usize::MAX)),
         Ok(Err(error)) => {
             tracing::warn!(%error, "cannot count pending approvals for /metrics");
         }

@@ -379,13 +379,30 @@ impl PgStore {
             let rows = tx.query(
                 &format!(
                     "SELECT {APPROVAL_COLUMNS} FROM approvals {filter}
-                     ORDER BY created_at DESC, id LIMIT 1000"
+                     ORDER BY created_at DESC, id LIMIT {}",
+                    crate::LIST_LIMIT
                 ),
                 &[],
             )?;
             let list = rows.iter().map(approval_row).collect::<Result<_, _>>()?;
             tx.commit()?;
             Ok(list)
+        })
+    }
+
+    /// How many approvals there are (only pending ones unless `all`); `list` shows at most
+    /// [`LIST_LIMIT`](crate::LIST_LIMIT) of them.
+    pub fn count(&self, all: bool) -> Result<u64, StoreError> {
+        let now = crate::clock::now_ms();
+        let filter = if all { "" } else { "WHERE state = 'pending'" };
+        self.with("counting approvals", move |c| {
+            let mut tx = c.transaction()?;
+            expire_stale(&mut tx, now)?;
+            let n: i64 = tx
+                .query_one(&format!("SELECT COUNT(*) FROM approvals {filter}"), &[])?
+                .get(0);
+            tx.commit()?;
+            Ok(u64::try_from(n).unwrap_or(0))
         })
     }
 

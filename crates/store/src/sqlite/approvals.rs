@@ -485,7 +485,8 @@ impl ApprovalStore {
         let filter = if all { "" } else { "WHERE state = 'pending'" };
         let mut stmt = conn
             .prepare(&format!(
-                "SELECT {APPROVAL_COLUMNS} FROM approvals {filter} ORDER BY created_at DESC, id LIMIT 1000"
+                "SELECT {APPROVAL_COLUMNS} FROM approvals {filter} ORDER BY created_at DESC, id LIMIT {}",
+                crate::LIST_LIMIT
             ))
             .map_err(self.err("listing approvals"))?;
         let rows = stmt
@@ -493,6 +494,23 @@ impl ApprovalStore {
             .map_err(self.err("listing approvals"))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(self.err("listing approvals"))
+    }
+
+    /// How many approvals there are (only pending ones unless `all`); `list` shows at most
+    /// [`LIST_LIMIT`](crate::LIST_LIMIT) of them.
+    pub fn count(&self, all: bool) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let conn = self.lock();
+        self.expire_stale(&conn, now)?;
+        let filter = if all { "" } else { "WHERE state = 'pending'" };
+        let n: i64 = conn
+            .query_row(
+                &format!("SELECT COUNT(*) FROM approvals {filter}"),
+                [],
+                |row| row.get(0),
+            )
+            .map_err(self.err("counting approvals"))?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// One approval.

@@ -1,10 +1,12 @@
 //! `portcullis audit`: verify, read and export the audit chain.
 
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use portcullis_store::{AuditEntry, Store};
 
@@ -53,7 +55,20 @@ pub(crate) struct AuditArgs {
 #[derive(Debug, Subcommand)]
 enum AuditAction {
     /// Check the whole chain and its signed head; exit 1 naming the first bad record.
-    Verify,
+    ///
+    /// On a shared PostgreSQL store every gateway instance registers its own signing key in the
+    /// database, so someone who can write the database could register a key of their own and
+    /// re-sign a rewritten chain. --trusted-signer pins the keys you expect (each instance's
+    /// public key, as `audit verify` prints it): verification fails if any other key is
+    /// registered to sign heads or receipts.
+    Verify {
+        /// A public key (64 hex digits) allowed to sign; repeatable.
+        #[arg(long = "trusted-signer", value_name = "HEX")]
+        trusted: Vec<String>,
+        /// A file of trusted public keys, one per line (`#` starts a comment).
+        #[arg(long = "trusted-signers", value_name = "FILE")]
+        trusted_file: Option<PathBuf>,
+    },
     /// Print the last records, oldest first.
     Tail {
         /// How many records.
@@ -82,14 +97,80 @@ pub(crate) fn run(args: &AuditArgs) -> Result<u8> {
         args.store.as_deref(),
     )?;
     match &args.action {
-        AuditAction::Verify => verify(&store),
+        AuditAction::Verify {
+            trusted,
+            trusted_file,
+        } => {
+            let trusted = trusted_keys(trusted, trusted_file.as_deref())?;
+            verify(&store, trusted.as_ref())
+        }
         AuditAction::Tail { n, follow, json } => tail(&store, *n, *follow, *json),
         AuditAction::Export { .. } => export(&store),
     }
 }
 
-fn verify(store: &Store) -> Result<u8> {
+/// The keys given with --trusted-signer and --trusted-signers, lower-case hex; `None` when
+/// neither was given (every registered key is accepted, as before).
+fn trusted_keys(given: &[String], file: Option<&Path>) -> Result<Option<BTreeSet<String>>> {
+    let mut lines: Vec<(String, String)> = given
+        .iter()
+        .map(|k| (k.clone(), "--trusted-signer".to_owned()))
+        .collect();
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the trusted signers file {}", file.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let key = line.split('#').next().unwrap_or("").trim();
+            if !key.is_empty() {
+                lines.push((key.to_owned(), format!("{}:{}", file.display(), n + 1)));
+            }
+        }
+    }
+    if given.is_empty() && file.is_none() {
+        return Ok(None);
+    }
+    let mut keys = BTreeSet::new();
+    for (key, at) in lines {
+        let ok = key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit());
+        if !ok {
+            anyhow::bail!(
+                "`{key}` ({at}) is not a public key\nhelp: give the 64 hex digits `portcullis audit verify` prints after `key` or `this one`"
+            );
+        }
+        keys.insert(key.to_ascii_lowercase());
+    }
+    if keys.is_empty() {
+        anyhow::bail!("no trusted signer given: the file lists no key");
+    }
+    Ok(Some(keys))
+}
+
+fn verify(store: &Store, trusted: Option<&BTreeSet<String>>) -> Result<u8> {
     let report = store.verify().map_err(|e| anyhow::anyhow!("{e}"))?;
+    if report.problem.is_none()
+        && report.ok
+        && let Some(trusted) = trusted
+    {
+        let registered = store.signer_keys().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let strangers: Vec<String> = registered
+            .iter()
+            .map(|k| {
+                k.to_bytes().iter().fold(String::new(), |mut hex, b| {
+                    let _ = write!(hex, "{b:02x}");
+                    hex
+                })
+            })
+            .filter(|k| !trusted.contains(k))
+            .collect();
+        if !strangers.is_empty() {
+            println!(
+                "audit chain NOT TRUSTED: {} signing key(s) the store accepts are not among the trusted signers: {}",
+                strangers.len(),
+                strangers.join(", ")
+            );
+            return Ok(crate::EXIT_FAILED);
+        }
+    }
     match report.problem {
         None if report.ok => {
             println!(

@@ -133,3 +133,55 @@ fn audit_reads_the_state_dir_directly_and_fails_cleanly_without_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no audit log"));
 }
+
+#[test]
+fn verify_with_trusted_signers_accepts_only_the_keys_given() {
+    let setup = Setup::new();
+    session(&setup);
+    let out = audit(&setup, &["verify"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let key = text.trim().rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(key.len(), 64, "{text}");
+
+    let out = audit(&setup, &["verify", "--trusted-signer", &key.to_uppercase()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let other = "ab".repeat(32);
+    let out = audit(&setup, &["verify", "--trusted-signer", &other]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("NOT TRUSTED") && text.contains(&key),
+        "{text}"
+    );
+
+    let file = setup.root.join("signers.txt");
+    std::fs::write(
+        &file,
+        format!("# the gateways we run\n{other}\n{key}  # this one\n"),
+    )
+    .unwrap();
+    let out = audit(
+        &setup,
+        &["verify", "--trusted-signers", file.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    // Malformed keys and empty files are usage errors that say how to fix them.
+    for args in [
+        vec!["verify", "--trusted-signer", "not-a-key"],
+        vec!["verify", "--trusted-signer", &key[..60]],
+    ] {
+        let out = audit(&setup, &args);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("help:"),
+            "{out:?}"
+        );
+    }
+    std::fs::write(&file, "# nobody\n").unwrap();
+    let out = audit(
+        &setup,
+        &["verify", "--trusted-signers", file.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

@@ -217,11 +217,33 @@ fn two_instances_share_approvals_limits_and_one_audit_chain() {
     assert_eq!(world.forwarded_texts("limited").len(), 10);
 
     // One chain, written by both instances, verifies from either.
+    let mut keys = Vec::new();
     for name in ["a", "b"] {
         let (code, out, err) = world.cli(name, &["audit", "verify"]);
         assert_eq!(code, 0, "{out}{err}");
         assert!(out.starts_with("audit chain ok: "), "{out}");
+        keys.push(out.trim().rsplit(' ').next().unwrap().to_owned());
     }
+    // Pinning the signers: both instances' keys pass; one alone does not, since the other's is
+    // registered too (a key someone slipped into the database would be caught the same way).
+    let (code, out, err) = world.cli(
+        "a",
+        &[
+            "audit",
+            "verify",
+            "--trusted-signer",
+            &keys[0],
+            "--trusted-signer",
+            &keys[1],
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = world.cli("a", &["audit", "verify", "--trusted-signer", &keys[0]]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("NOT TRUSTED") && out.contains(&keys[1]),
+        "{out}"
+    );
     let records = world.audit("a");
     let decisions: Vec<&Value> = records
         .iter()

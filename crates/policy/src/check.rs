@@ -60,7 +60,7 @@ pub fn lint(policy: &CompiledPolicy) -> Vec<Lint> {
         }
     }
     for s in policy.servers.values() {
-        if s.trust_annotations && s.spec.pin.is_none() {
+        if s.spec.trust_annotations == Some(true) && s.spec.pin.is_none() {
             out.push(Lint {
                 code: "trust-annotations-unpinned",
                 rule: None,

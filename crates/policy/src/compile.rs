@@ -328,7 +328,9 @@ pub fn compile(
                 name: name.clone(),
                 resolve_symlinks: spec.url.is_none() && spec.resolve_symlinks.unwrap_or(true),
                 mode: spec.mode.unwrap_or(mode),
-                trust_annotations: spec.trust_annotations.unwrap_or(false),
+                // Only pinned definitions can be vetted, so without `pin:` trust has no effect
+                // (also for hints given by hand in `explain` or a test file).
+                trust_annotations: spec.trust_annotations.unwrap_or(false) && spec.pin.is_some(),
                 spec: spec.clone(),
             },
         );

@@ -18,7 +18,7 @@ fn policy(trust: bool) -> CompiledPolicy {
         r#"
 version: 1
 servers:
-  fs: {{ command: [srv], trust_annotations: {trust} }}
+  fs: {{ command: [srv], pin: tofu, trust_annotations: {trust} }}
 tools:
   fs.read_text_file: {{ effect: read, args: {{ path: path }} }}
   fs.write_file:     {{ effect: write, args: {{ path: path }} }}
@@ -187,7 +187,7 @@ fn a_declaration_is_never_loosened() {
 #[test]
 fn listing_agrees_with_calls() {
     let p = CompiledPolicy::from_yaml(
-        "version: 1\nservers:\n  fs: { command: [srv], trust_annotations: true }\nrules:\n  - id: reads\n    when: { server: fs, effect: read }\n    decision: allow\n",
+        "version: 1\nservers:\n  fs: { command: [srv], pin: tofu, trust_annotations: true }\nrules:\n  - id: reads\n    when: { server: fs, effect: read }\n    decision: allow\n",
         "p.yaml",
         &|_| None,
     )
@@ -217,6 +217,21 @@ fn a_contested_tool_is_not_listed_when_only_reads_are_allowed() {
     // `effect: read` and `effect: unknown` are both unknown for it: neither the allow nor the
     // approval rule can ever hold outright.
     assert!(!p.can_ever_allow("fs", "read_text_file", Some(&says_writes)));
+}
+
+#[test]
+fn trust_without_pin_loosens_nothing() {
+    // Only pinned definitions are vetted; hints claimed vetted (by hand, or left over from a
+    // policy that had `pin:`) must not loosen a server without it.
+    let p = CompiledPolicy::from_yaml(
+        "version: 1\nservers:\n  fs: { command: [srv], trust_annotations: true }\nrules:\n  - id: reads\n    when: { server: fs, effect: read }\n    decision: allow\n",
+        "p.yaml",
+        &|_| None,
+    )
+    .unwrap();
+    let vetted = Some(hints(READ_ONLY, None, true));
+    assert_eq!(decide(&p, "search", vetted), (Decision::Deny, "unknown"));
+    assert!(!p.can_ever_allow("fs", "search", vetted.as_ref()));
 }
 
 #[test]

@@ -248,6 +248,7 @@ fn compile_with(rules: &[Rule], trust: bool) -> CompiledPolicy {
     if trust && let Some(servers) = policy["servers"].as_object_mut() {
         for server in servers.values_mut() {
             server["trust_annotations"] = json!(true);
+            server["pin"] = json!("tofu");
         }
     }
     let rendered: Vec<Value> = rules

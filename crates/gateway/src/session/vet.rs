@@ -90,6 +90,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             tracing::error!(%error, "cannot ask the server for its tools; every tool stays unvetted");
             self.vet.listing = None;
             self.vet.tools.clear();
+            self.vet.hints.clear();
             self.replay_parked().await;
         }
     }

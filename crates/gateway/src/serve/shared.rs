@@ -194,9 +194,11 @@ impl SharedServer {
     fn detach(&self, conn: u64) {
         let mut state = self.state();
         state.conns.remove(&conn);
+        // An `initialize` under way is kept even when its session is gone: its answer is what
+        // releases the other sessions waiting for it (`to_session` skips a detached session).
         state.pending.retain(|_, p| match p {
-            Pending::Call { conn: c, .. } | Pending::Initialize { conn: c, .. } => *c != conn,
-            Pending::Reinitialize(_) => true,
+            Pending::Call { conn: c, .. } => *c != conn,
+            Pending::Initialize { .. } | Pending::Reinitialize(_) => true,
         });
         state.tokens.retain(|_, (c, _)| *c != conn);
         state.init_waiters.retain(|(c, _)| *c != conn);

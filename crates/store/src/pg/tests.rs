@@ -84,6 +84,19 @@ fn passwords_never_reach_messages() {
     assert_eq!(redact_url("postgres://app@db/p"), "postgres://app@db/p");
     let error = PgStore::open("ftp://app:s3cret@db/p", Path::new("/nonexistent")).unwrap_err();
     assert!(!error.to_string().contains("s3cret"), "{error}");
+    // A password with an unencoded `/`, one in the query, and a key=value string (not a URL).
+    assert_eq!(
+        redact_url("postgres://app:s3/cret@db/p"),
+        "postgres://app:***@db/p"
+    );
+    assert_eq!(
+        redact_url("postgres://db/p?user=app&PASSWORD=s3cret&sslmode=disable"),
+        "postgres://db/p?user=app&PASSWORD=***&sslmode=disable"
+    );
+    for text in ["host=db password=s3cret", "postgres://db/p?password=s3cret"] {
+        let error = PgStore::open(text, Path::new("/nonexistent")).unwrap_err();
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+    }
 }
 
 #[test]

@@ -59,8 +59,9 @@ enum AuditAction {
     /// On a shared PostgreSQL store every gateway instance registers its own signing key in the
     /// database, so someone who can write the database could register a key of their own and
     /// re-sign a rewritten chain. --trusted-signer pins the keys you expect (each instance's
-    /// public key, as `audit verify` prints it): verification fails if any other key is
-    /// registered to sign heads or receipts.
+    /// public key, as `audit verify` prints it, and that of every state directory from which
+    /// `approvals approve|deny` is run against the store): verification fails if any other key
+    /// is registered to sign heads or receipts.
     Verify {
         /// A public key (64 hex digits) allowed to sign; repeatable.
         #[arg(long = "trusted-signer", value_name = "HEX")]

@@ -20,6 +20,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use portcullis_mcp::{INTERNAL_ERROR, Id, Limits, error_response};
 use portcullis_policy::CompiledPolicy;
 use portcullis_store::{AuditEvent, AuditKind, Store, StoreError};
@@ -27,7 +29,6 @@ use portcullis_transport::stdio::StdinWriter;
 use portcullis_transport::{Line, LineWriter};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::denial::Denial;
@@ -98,6 +99,10 @@ struct Audited {
     result: Result<(), StoreError>,
 }
 
+/// One audit write the session waits for: `Some` for a decision record (the call waits on it),
+/// `None` for an outcome record (only its failure is logged).
+type AuditWait = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Audited>> + Send>>;
+
 /// The session state and its two channels.
 pub(crate) struct Session<W> {
     server: String,
@@ -115,7 +120,9 @@ pub(crate) struct Session<W> {
     upstream: StdinWriter,
     client: LineWriter<W>,
     client_ok: bool,
-    audits: JoinSet<Audited>,
+    /// Audit writes in flight, awaited by the session itself (no task per write): a decision's
+    /// answer is an [`Audited`] to act on, an outcome's is `None`.
+    audits: FuturesUnordered<AuditWait>,
     limits: Limits,
     trips: crate::limits::TripWire,
     vet: vet::VetState,
@@ -162,7 +169,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             upstream: parts.upstream,
             client: parts.client,
             client_ok: true,
-            audits: JoinSet::new(),
+            audits: FuturesUnordered::new(),
             limits: Limits::default(),
             trips: crate::limits::TripWire::new(),
             vet: vet::VetState::default(),
@@ -243,9 +250,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                         self.server_gone("the server exited").await;
                     }
                 },
-                Some(done) = self.audits.join_next() => match done {
-                    Ok(audited) => self.on_audited(audited).await,
-                    Err(error) => tracing::error!(%error, "an audit task failed; this is a bug, please report"),
+                Some(done) = self.audits.next() => if let Some(audited) = done {
+                    self.on_audited(audited).await;
                 },
                 Some((signal, child)) = next_signal(&mut signals) => {
                     match child.signal(signal) {
@@ -324,7 +330,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
 
     /// Appends the outcome record of a forwarded call. It cannot hold anything back any more, so
     /// a failure is logged loudly rather than acted on.
-    fn record_outcome(&self, call: &CallInfo, method: &str, outcome: &str, start: Instant) {
+    fn record_outcome(&mut self, call: &CallInfo, method: &str, outcome: &str, start: Instant) {
         let mut event = record::event(
             AuditKind::Outcome,
             &call.decision_id,
@@ -342,22 +348,23 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         // Deferred: it shares the next decision's commit (one fsync per call instead of two).
         let append = self.store.append_deferred(event);
         let decision_id = call.decision_id.clone();
-        tokio::spawn(async move {
+        self.audits.push(Box::pin(async move {
             if let Err(error) = append.await {
                 tracing::error!(%error, decision_id, "AUDIT FAILURE: the outcome record of a forwarded call could not be written");
             }
-        });
+            None
+        }));
     }
 
     /// Queues a decision record; [`Session::on_audited`] continues when it is durable.
     fn audit(&mut self, id: Id, event: AuditEvent) {
         let append = self.store.append(event);
-        self.audits.spawn(async move {
-            Audited {
+        self.audits.push(Box::pin(async move {
+            Some(Audited {
                 id,
                 result: append.await.map(|_| ()),
-            }
-        });
+            })
+        }));
     }
 }
 

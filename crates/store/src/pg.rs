@@ -13,6 +13,8 @@
 //!
 //! Every operation runs on a pool thread with a statement timeout, and a caller waits at most
 //! [`OP_WAIT`]; an unreachable or slow database is an error, which the gateway turns into a deny.
+//! An operation whose caller stopped waiting never commits afterwards (`pool.rs`): what the
+//! gateway was told failed did not happen.
 
 mod approvals;
 mod audit;
@@ -156,18 +158,33 @@ impl PgStore {
     pub fn open(url: &str, state_dir: &Path) -> Result<PgStore, StoreError> {
         crate::sqlite::create_state_dir(state_dir)?;
         let key = key::load_or_create(state_dir)?;
-        Self::open_with_key(url, key)
+        Self::open_with_key(url, key, OP_WAIT)
     }
 
-    fn open_with_key(url: &str, key: SigningKey) -> Result<PgStore, StoreError> {
+    /// [`open`](Self::open) with callers waiting at most `wait` instead of [`OP_WAIT`], so tests
+    /// can make an operation time out without waiting ten seconds.
+    #[cfg(test)]
+    pub(crate) fn open_with_wait(
+        url: &str,
+        state_dir: &Path,
+        wait: Duration,
+    ) -> Result<PgStore, StoreError> {
+        crate::sqlite::create_state_dir(state_dir)?;
+        let key = key::load_or_create(state_dir)?;
+        Self::open_with_key(url, key, wait)
+    }
+
+    fn open_with_key(url: &str, key: SigningKey, wait: Duration) -> Result<PgStore, StoreError> {
         let (config, target) = parse_url(url)?;
         let settings = Settings {
             size: POOL_SIZE,
             statement_timeout: STATEMENT_TIMEOUT,
-            wait: OP_WAIT,
+            wait,
         };
         let pool = Pool::start(&config, &target, &settings)?;
-        pool.run("migrating the schema", move |client| {
+        // Not fenced: a migration that commits after its caller gave up is harmless (the next
+        // open finds the schema up to date).
+        pool.run("migrating the schema", move |client, _| {
             schema::migrate(client, &target).map(|_| ())
         })?;
         let writer_pool = Pool::start(
@@ -213,7 +230,7 @@ impl PgStore {
     /// A round trip to the database: `Ok` when it answers.
     pub fn ping(&self) -> Result<(), StoreError> {
         let target = self.target().to_owned();
-        self.pool.run("checking the database", move |c| {
+        self.pool.run("checking the database", move |c, _| {
             c.simple_query("SELECT 1")
                 .map(|_| ())
                 .map_err(|e| StoreError::postgres(&target, "checking the database", e))

@@ -11,6 +11,7 @@
 use postgres::{GenericClient, Row};
 
 use super::PgStore;
+use super::pool::Fence;
 use crate::approval::{
     Approval, ApprovalState, Lease, NewApproval, NewLease, Receipt, Resolution, ResolveError,
     check_separation, rfc3339, signed_receipt, to_i64,
@@ -98,6 +99,25 @@ fn expire_stale(c: &mut impl GenericClient, now: i64) -> Result<(), postgres::Er
     Ok(())
 }
 
+/// What can go wrong inside [`PgStore::with`]: the database, or the store itself (a task past its
+/// deadline that must not commit).
+enum OpError {
+    Postgres(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for OpError {
+    fn from(e: postgres::Error) -> Self {
+        OpError::Postgres(e)
+    }
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        OpError::Store(e)
+    }
+}
+
 fn find_approval(
     c: &mut impl GenericClient,
     id: &str,
@@ -115,14 +135,18 @@ fn find_approval(
 
 impl PgStore {
     /// Runs `f` on a pooled connection; a database error becomes a [`StoreError`] naming `during`.
+    /// `f` passes its [`Fence`] before anything it does commits (see `pool.rs`).
     fn with<T: Send + 'static>(
         &self,
         during: &'static str,
-        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error> + Send + 'static,
+        f: impl FnOnce(&mut postgres::Client, &Fence) -> Result<T, OpError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let target = self.target().to_owned();
-        self.pool.run(during, move |c| {
-            f(c).map_err(|e| StoreError::postgres(&target, during, e))
+        self.pool.run(during, move |c, fence| {
+            f(c, fence).map_err(|e| match e {
+                OpError::Postgres(e) => StoreError::postgres(&target, during, e),
+                OpError::Store(e) => e,
+            })
         })
     }
 
@@ -131,13 +155,15 @@ impl PgStore {
         let session = session.to_owned();
         let now = crate::clock::now_ms();
         let pid = i64::from(std::process::id());
-        self.with("recording the session heartbeat", move |c| {
+        self.with("recording the session heartbeat", move |c, fence| {
+            fence.pass()?;
             c.execute(
                 "INSERT INTO gateway_sessions (id, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $3)
                  ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
                 &[&session, &pid, &now],
             )
             .map(|_| ())
+            .map_err(OpError::from)
         })
     }
 
@@ -145,14 +171,16 @@ impl PgStore {
     pub fn end_session(&self, session: &str) -> Result<(), StoreError> {
         let session = session.to_owned();
         let now = crate::clock::now_ms();
-        self.with("ending the session", move |c| {
+        self.with("ending the session", move |c, fence| {
             let mut tx = c.transaction()?;
             tx.execute(
                 "UPDATE gateway_sessions SET ended_at = $2 WHERE id = $1",
                 &[&session, &now],
             )?;
             expire_stale(&mut tx, now)?;
-            tx.commit()
+            fence.pass()?;
+            tx.commit()?;
+            Ok(())
         })
     }
 
@@ -164,7 +192,7 @@ impl PgStore {
             what: "arguments could not be serialized",
         })?;
         let now = crate::clock::now_ms();
-        self.with("creating an approval", move |c| {
+        self.with("creating an approval", move |c, fence| {
             let mut tx = c.transaction()?;
             expire_stale(&mut tx, now)?;
             let existing = tx
@@ -179,6 +207,7 @@ impl PgStore {
                 .map(approval_row)
                 .transpose()?;
             if let Some(existing) = existing {
+                fence.pass()?;
                 tx.commit()?;
                 return Ok(Created::Existing(existing));
             }
@@ -189,6 +218,7 @@ impl PgStore {
                 )?
                 .try_get(0)?;
             if usize::try_from(pending).unwrap_or(usize::MAX) >= cap {
+                fence.pass()?;
                 tx.commit()?;
                 return Ok(Created::CapReached { cap });
             }
@@ -222,6 +252,7 @@ impl PgStore {
                 ],
             )?;
             let created = approval_row(&row)?;
+            fence.pass()?;
             tx.commit()?;
             Ok(Created::New(created))
         })
@@ -232,7 +263,7 @@ impl PgStore {
     pub fn consume(&self, digest: &str, session: &str) -> Result<Option<Approval>, StoreError> {
         let (digest, session) = (digest.to_owned(), session.to_owned());
         let now = crate::clock::now_ms();
-        self.with("using an approval", move |c| {
+        self.with("using an approval", move |c, fence| {
             let mut tx = c.transaction()?;
             expire_stale(&mut tx, now)?;
             let row = tx.query_opt(
@@ -246,6 +277,7 @@ impl PgStore {
                 &[&digest, &session, &now],
             )?;
             let used = row.as_ref().map(approval_row).transpose()?;
+            fence.pass()?;
             tx.commit()?;
             Ok(used)
         })
@@ -256,7 +288,7 @@ impl PgStore {
     pub fn take(&self, id: &str) -> Result<Taken, StoreError> {
         let id = id.to_owned();
         let now = crate::clock::now_ms();
-        let taken = self.with("taking an approval", move |c| {
+        let taken = self.with("taking an approval", move |c, fence| {
             let mut tx = c.transaction()?;
             expire_stale(&mut tx, now)?;
             let used = tx
@@ -277,6 +309,7 @@ impl PgStore {
                     _ => Taken::Refused(a),
                 }),
             };
+            fence.pass()?;
             tx.commit()?;
             Ok(taken)
         })?;
@@ -289,13 +322,15 @@ impl PgStore {
     pub fn expire(&self, id: &str, why: &str) -> Result<(), StoreError> {
         let (id, why) = (id.to_owned(), why.to_owned());
         let now = crate::clock::now_ms();
-        self.with("expiring an approval", move |c| {
+        self.with("expiring an approval", move |c, fence| {
+            fence.pass()?;
             c.execute(
                 "UPDATE approvals SET state = 'expired', resolved_at = $2, note = $3
                  WHERE id = $1 AND state IN ('pending', 'approved')",
                 &[&id, &now, &why],
             )
             .map(|_| ())
+            .map_err(OpError::from)
         })
     }
 
@@ -307,7 +342,7 @@ impl PgStore {
         let key = self.key.clone();
         let target = self.target().to_owned();
         let now = crate::clock::now_ms();
-        let result = self.pool.run("resolving an approval", move |c| {
+        let result = self.pool.run("resolving an approval", move |c, fence| {
             let err = |e| StoreError::postgres(&target, "resolving an approval", e);
             let mut tx = c.transaction().map_err(err)?;
             expire_stale(&mut tx, now).map_err(err)?;
@@ -317,6 +352,7 @@ impl PgStore {
             match approval.state {
                 ApprovalState::Pending => {}
                 ApprovalState::Expired => {
+                    fence.pass()?;
                     tx.commit().map_err(err)?;
                     return Ok(Err(ResolveError::Expired {
                         id,
@@ -363,6 +399,7 @@ impl PgStore {
                 ],
             )
             .map_err(err)?;
+            fence.pass()?;
             tx.commit().map_err(err)?;
             Ok(Ok(receipt))
         });
@@ -373,7 +410,7 @@ impl PgStore {
     pub fn list(&self, all: bool) -> Result<Vec<Approval>, StoreError> {
         let now = crate::clock::now_ms();
         let filter = if all { "" } else { "WHERE state = 'pending'" };
-        self.with("listing approvals", move |c| {
+        self.with("listing approvals", move |c, fence| {
             let mut tx = c.transaction()?;
             expire_stale(&mut tx, now)?;
             let rows = tx.query(
@@ -385,6 +422,7 @@ impl PgStore {
                 &[],
             )?;
             let list = rows.iter().map(approval_row).collect::<Result<_, _>>()?;
+            fence.pass()?;
             tx.commit()?;
             Ok(list)
         })
@@ -395,12 +433,13 @@ impl PgStore {
     pub fn count(&self, all: bool) -> Result<u64, StoreError> {
         let now = crate::clock::now_ms();
         let filter = if all { "" } else { "WHERE state = 'pending'" };
-        self.with("counting approvals", move |c| {
+        self.with("counting approvals", move |c, fence| {
             let mut tx = c.transaction()?;
             expire_stale(&mut tx, now)?;
             let n: i64 = tx
                 .query_one(&format!("SELECT COUNT(*) FROM approvals {filter}"), &[])?
                 .get(0);
+            fence.pass()?;
             tx.commit()?;
             Ok(u64::try_from(n).unwrap_or(0))
         })
@@ -410,10 +449,11 @@ impl PgStore {
     pub fn show(&self, id: &str) -> Result<Option<Approval>, StoreError> {
         let id = id.to_owned();
         let now = crate::clock::now_ms();
-        self.with("reading an approval", move |c| {
+        self.with("reading an approval", move |c, fence| {
             let mut tx = c.transaction()?;
             expire_stale(&mut tx, now)?;
             let found = find_approval(&mut tx, &id, false)?;
+            fence.pass()?;
             tx.commit()?;
             Ok(found)
         })
@@ -422,13 +462,14 @@ impl PgStore {
     /// One receipt, by its id or its approval's id.
     pub fn receipt(&self, id: &str) -> Result<Option<Receipt>, StoreError> {
         let key = id.to_owned();
-        let text: Option<String> = self.with("reading a receipt", move |c| {
+        let text: Option<String> = self.with("reading a receipt", move |c, _| {
             c.query_opt(
                 "SELECT receipt FROM approval_receipts WHERE id = $1 OR approval_id = $1 LIMIT 1",
                 &[&key],
             )?
             .map(|row| row.try_get(0))
             .transpose()
+            .map_err(OpError::from)
         })?;
         text.map(|text| {
             serde_json::from_str(&text).map_err(|e| StoreError::CorruptRecord {
@@ -446,7 +487,8 @@ impl PgStore {
             what: "a lease scope could not be serialized",
         })?;
         let now = crate::clock::now_ms();
-        self.with("granting a lease", move |c| {
+        self.with("granting a lease", move |c, fence| {
+            fence.pass()?;
             let row = c.query_one(
                 &format!(
                     "INSERT INTO leases (id, session, principal, server, tool, args_under,
@@ -468,14 +510,14 @@ impl PgStore {
                     &new.note,
                 ],
             )?;
-            lease_row(&row, now)
+            Ok(lease_row(&row, now)?)
         })
     }
 
     /// Leases, newest first; only active ones unless `all`.
     pub fn leases(&self, all: bool) -> Result<Vec<Lease>, StoreError> {
         let now = crate::clock::now_ms();
-        let leases: Vec<Lease> = self.with("listing leases", move |c| {
+        let leases: Vec<Lease> = self.with("listing leases", move |c, _| {
             c.query(
                 &format!(
                     "SELECT {LEASE_COLUMNS} FROM leases ORDER BY created_at DESC, id LIMIT 1000"
@@ -484,7 +526,8 @@ impl PgStore {
             )?
             .iter()
             .map(|row| lease_row(row, now))
-            .collect()
+            .collect::<Result<_, _>>()
+            .map_err(OpError::from)
         })?;
         Ok(leases.into_iter().filter(|l| all || l.active).collect())
     }
@@ -499,7 +542,7 @@ impl PgStore {
         let (session, server) = (session.to_owned(), server.to_owned());
         let principal = principal.map(str::to_owned);
         let now = crate::clock::now_ms();
-        let leases: Vec<Lease> = self.with("finding leases", move |c| {
+        let leases: Vec<Lease> = self.with("finding leases", move |c, _| {
             c.query(
                 &format!(
                     "SELECT {LEASE_COLUMNS} FROM leases
@@ -512,7 +555,8 @@ impl PgStore {
             )?
             .iter()
             .map(|row| lease_row(row, now))
-            .collect()
+            .collect::<Result<_, _>>()
+            .map_err(OpError::from)
         })?;
         Ok(leases.into_iter().filter(|l| l.active).collect())
     }
@@ -522,13 +566,15 @@ impl PgStore {
     pub fn use_lease(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
         let now = crate::clock::now_ms();
-        self.with("using a lease", move |c| {
+        self.with("using a lease", move |c, fence| {
+            fence.pass()?;
             c.execute(
                 "UPDATE leases SET used_calls = used_calls + 1
                  WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 AND used_calls < max_calls",
                 &[&id, &now],
             )
             .map(|n| n == 1)
+            .map_err(OpError::from)
         })
     }
 
@@ -536,12 +582,14 @@ impl PgStore {
     pub fn revoke_lease(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
         let now = crate::clock::now_ms();
-        self.with("revoking a lease", move |c| {
+        self.with("revoking a lease", move |c, fence| {
+            fence.pass()?;
             c.execute(
                 "UPDATE leases SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
                 &[&id, &now],
             )
             .map(|n| n == 1)
+            .map_err(OpError::from)
         })
     }
 }

@@ -10,7 +10,7 @@
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use postgres::{Client, Transaction};
 
-use super::pool::Pool;
+use super::pool::{Fence, Pool};
 use super::schema::AUDIT_LOCK;
 use super::to_sql;
 use crate::chain::{
@@ -38,9 +38,11 @@ impl BatchWriter for PgWriter {
         let key = self.key.clone();
         let ours = self.last_head.clone();
         let target = self.pool.target().to_owned();
-        let (entries, head) = self.pool.run("appending audit records", move |client| {
-            write(client, &target, &key, ours.as_ref(), events)
-        })?;
+        let (entries, head) = self
+            .pool
+            .run("appending audit records", move |client, fence| {
+                write(client, fence, &target, &key, ours.as_ref(), events)
+            })?;
         self.last_head = Some(head);
         Ok(entries)
     }
@@ -48,6 +50,7 @@ impl BatchWriter for PgWriter {
 
 fn write(
     client: &mut Client,
+    fence: &Fence,
     target: &str,
     key: &SigningKey,
     ours: Option<&Head>,
@@ -90,6 +93,9 @@ fn write(
         register(&mut tx, target, &signer, "a gateway instance's key")?;
     }
     put_head(&mut tx, target, seq, &prev, &signature, &signer)?;
+    // Past its deadline the batch is rolled back: its waiters were told it failed, and the
+    // gateway denied their calls, so a record saying `allow` must not appear later.
+    fence.pass()?;
     tx.commit().map_err(err("committing audit records"))?;
     Ok((entries, (seq, prev, signature, signer)))
 }
@@ -254,7 +260,7 @@ impl super::PgStore {
         b: i64,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let target = self.target().to_owned();
-        let raws = self.pool.run("reading audit records", move |c| {
+        let raws = self.pool.run("reading audit records", move |c, _| {
             c.query(sql, &[&a, &b])
                 .and_then(raw_rows)
                 .map_err(|e| StoreError::postgres(&target, "reading audit records", e))
@@ -287,7 +293,7 @@ impl super::PgStore {
     /// The public keys (hex) registered to sign the chain head, oldest first.
     pub fn signers(&self) -> Result<Vec<String>, StoreError> {
         let target = self.target().to_owned();
-        self.pool.run("reading the audit signers", move |c| {
+        self.pool.run("reading the audit signers", move |c, _| {
             c.query(
                 "SELECT public_key FROM audit_signers ORDER BY added_at, public_key",
                 &[],
@@ -302,7 +308,7 @@ impl super::PgStore {
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
         let target = self.target().to_owned();
         let fallback = self.verifying_key();
-        self.pool.run("verifying the audit chain", move |c| {
+        self.pool.run("verifying the audit chain", move |c, _| {
             let err = |e| StoreError::postgres(&target, "verifying the audit chain", e);
             let mut tx = c
                 .build_transaction()

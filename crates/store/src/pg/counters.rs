@@ -49,49 +49,51 @@ impl PgStore {
             rows.push((r.clone(), win, to_sql(win)?, to_sql(r.amount)?));
         }
         let target = self.target().to_owned();
-        self.pool.run("reserving rate-limit counters", move |c| {
-            let err = |e| StoreError::postgres(&target, "reserving rate-limit counters", e);
-            let mut tx = c.transaction().map_err(err)?;
-            let mut order: Vec<&(Reservation, u64, i64, i64)> = rows.iter().collect();
-            order.sort_by(|a, b| (&a.0.key, a.2).cmp(&(&b.0.key, b.2)));
-            for (r, _, win, _) in order {
-                tx.execute(
-                    "DELETE FROM counters WHERE key = $1 AND win < $2",
-                    &[&r.key, win],
-                )
-                .map_err(err)?;
-                tx.execute(
-                    "INSERT INTO counters (key, win, used) VALUES ($1, $2, 0)
+        self.pool
+            .run("reserving rate-limit counters", move |c, fence| {
+                let err = |e| StoreError::postgres(&target, "reserving rate-limit counters", e);
+                let mut tx = c.transaction().map_err(err)?;
+                let mut order: Vec<&(Reservation, u64, i64, i64)> = rows.iter().collect();
+                order.sort_by(|a, b| (&a.0.key, a.2).cmp(&(&b.0.key, b.2)));
+                for (r, _, win, _) in order {
+                    tx.execute(
+                        "DELETE FROM counters WHERE key = $1 AND win < $2",
+                        &[&r.key, win],
+                    )
+                    .map_err(err)?;
+                    tx.execute(
+                        "INSERT INTO counters (key, win, used) VALUES ($1, $2, 0)
                      ON CONFLICT (key, win) DO NOTHING",
-                    &[&r.key, win],
-                )
-                .map_err(err)?;
-                used(&mut tx, &r.key, *win, true).map_err(err)?;
-            }
-            let mut grants = Vec::with_capacity(rows.len());
-            for (index, (r, window, win, amount)) in rows.iter().enumerate() {
-                let now_used = used(&mut tx, &r.key, *win, false).map_err(err)?;
-                if now_used.checked_add(r.amount).is_none_or(|sum| sum > r.max) {
-                    // Dropping the transaction rolls back the charges made so far.
-                    return Ok(Reserved::Exceeded {
-                        index,
-                        used: now_used,
+                        &[&r.key, win],
+                    )
+                    .map_err(err)?;
+                    used(&mut tx, &r.key, *win, true).map_err(err)?;
+                }
+                let mut grants = Vec::with_capacity(rows.len());
+                for (index, (r, window, win, amount)) in rows.iter().enumerate() {
+                    let now_used = used(&mut tx, &r.key, *win, false).map_err(err)?;
+                    if now_used.checked_add(r.amount).is_none_or(|sum| sum > r.max) {
+                        // Dropping the transaction rolls back the charges made so far.
+                        return Ok(Reserved::Exceeded {
+                            index,
+                            used: now_used,
+                        });
+                    }
+                    tx.execute(
+                        "UPDATE counters SET used = used + $3 WHERE key = $1 AND win = $2",
+                        &[&r.key, win, amount],
+                    )
+                    .map_err(err)?;
+                    grants.push(Grant {
+                        key: r.key.clone(),
+                        window: *window,
+                        amount: r.amount,
                     });
                 }
-                tx.execute(
-                    "UPDATE counters SET used = used + $3 WHERE key = $1 AND win = $2",
-                    &[&r.key, win, amount],
-                )
-                .map_err(err)?;
-                grants.push(Grant {
-                    key: r.key.clone(),
-                    window: *window,
-                    amount: r.amount,
-                });
-            }
-            tx.commit().map_err(err)?;
-            Ok(Reserved::Granted(grants))
-        })
+                fence.pass()?;
+                tx.commit().map_err(err)?;
+                Ok(Reserved::Granted(grants))
+            })
     }
 
     /// Gives charges back; counters never go below zero.
@@ -101,18 +103,20 @@ impl PgStore {
             rows.push((g.key.clone(), to_sql(g.window)?, to_sql(g.amount)?));
         }
         let target = self.target().to_owned();
-        self.pool.run("giving back a counter charge", move |c| {
-            let err = |e| StoreError::postgres(&target, "giving back a counter charge", e);
-            let mut tx = c.transaction().map_err(err)?;
-            for (key, win, amount) in &rows {
-                tx.execute(
+        self.pool
+            .run("giving back a counter charge", move |c, fence| {
+                let err = |e| StoreError::postgres(&target, "giving back a counter charge", e);
+                let mut tx = c.transaction().map_err(err)?;
+                for (key, win, amount) in &rows {
+                    tx.execute(
                     "UPDATE counters SET used = greatest(used - $3, 0) WHERE key = $1 AND win = $2",
                     &[key, win, amount],
                 )
                 .map_err(err)?;
-            }
-            tx.commit().map_err(err)
-        })
+                }
+                fence.pass()?;
+                tx.commit().map_err(err)
+            })
     }
 
     /// What the current window of `key` holds (0 when nothing was charged).
@@ -126,7 +130,7 @@ impl PgStore {
         )?;
         let key = key.to_owned();
         let target = self.target().to_owned();
-        self.pool.run("reading a counter", move |c| {
+        self.pool.run("reading a counter", move |c, _| {
             let mut tx = c
                 .transaction()
                 .map_err(|e| StoreError::postgres(&target, "reading a counter", e))?;

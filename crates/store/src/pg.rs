@@ -9,7 +9,9 @@
 //! - the chain head is signed by the instance that appended last, and carries that instance's
 //!   public key; the keys that may sign are registered in `audit_signers` when they first sign
 //!   (decision 0008);
-//! - counters, approvals and leases change under row locks or with single conditional updates.
+//! - counters, approvals and leases change under row locks or with single conditional updates;
+//! - their windows and expiries are decided on the database's clock, which all instances share,
+//!   never on an instance's own (`pg/clock.rs`).
 //!
 //! Every operation runs on a pool thread with a statement timeout, and a caller waits at most
 //! [`OP_WAIT`]; an unreachable or slow database is an error, which the gateway turns into a deny.
@@ -18,6 +20,7 @@
 
 mod approvals;
 mod audit;
+mod clock;
 mod counters;
 mod pins;
 pub(crate) mod pool;
@@ -25,6 +28,7 @@ pub(crate) mod schema;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -33,6 +37,7 @@ use postgres::Config;
 use crate::error::StoreError;
 use crate::key;
 use crate::queue::AppendQueue;
+use clock::DbClock;
 use pool::{Pool, Settings};
 
 /// Connections of one instance's pool (the audit writer has one more of its own). Every call
@@ -53,6 +58,8 @@ pub struct PgStore {
     pool: Pool,
     key: SigningKey,
     queue: AppendQueue,
+    /// The clock every expiry and window is decided on: the database's (`clock.rs`).
+    clock: Arc<DbClock>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -200,7 +207,12 @@ impl PgStore {
             key: key.clone(),
             last_head: None,
         })?;
-        Ok(PgStore { pool, key, queue })
+        Ok(PgStore {
+            pool,
+            key,
+            queue,
+            clock: Arc::new(DbClock::new()),
+        })
     }
 
     pub(crate) fn queue(&self) -> &AppendQueue {

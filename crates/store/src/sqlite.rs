@@ -27,7 +27,6 @@ use crate::key;
 use crate::queue::AppendQueue;
 use writer::Writer;
 
-pub(crate) use counters::now_seconds;
 pub use counters::{Grant, Reservation, Reserved};
 pub use pins::{PinRecord, PinStatus};
 

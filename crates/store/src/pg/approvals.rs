@@ -7,6 +7,12 @@
 //! instances race for it. Session liveness is by heartbeat only: a session of an instance that
 //! died expires when its heartbeat is older than `SESSION_STALE_MS` (the SQLite store also checks
 //! the process id, which means nothing on another machine).
+//!
+//! Every time here (creation, expiry, heartbeats, lease use) is the database's, never the
+//! instance's (`clock.rs`): read in the transaction that reads and changes the rows, or, for a
+//! single statement that commits by itself, on the same connection just before it.
+
+use std::sync::Arc;
 
 use postgres::{GenericClient, Row};
 
@@ -153,9 +159,10 @@ impl PgStore {
     /// Records that gateway session `session` is alive (call every few seconds).
     pub fn heartbeat(&self, session: &str) -> Result<(), StoreError> {
         let session = session.to_owned();
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         let pid = i64::from(std::process::id());
         self.with("recording the session heartbeat", move |c, fence| {
+            let now = clock.now_ms(c)?;
             fence.pass()?;
             c.execute(
                 "INSERT INTO gateway_sessions (id, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $3)
@@ -170,9 +177,10 @@ impl PgStore {
     /// Records that `session` ended; its open approvals expire.
     pub fn end_session(&self, session: &str) -> Result<(), StoreError> {
         let session = session.to_owned();
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         self.with("ending the session", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             tx.execute(
                 "UPDATE gateway_sessions SET ended_at = $2 WHERE id = $1",
                 &[&session, &now],
@@ -191,9 +199,10 @@ impl PgStore {
         let arguments = serde_json::to_string(&new.arguments).map_err(|_| StoreError::Bug {
             what: "arguments could not be serialized",
         })?;
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         self.with("creating an approval", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             expire_stale(&mut tx, now)?;
             let existing = tx
                 .query_opt(
@@ -262,9 +271,10 @@ impl PgStore {
     /// conditional update, so it lets exactly one call through.
     pub fn consume(&self, digest: &str, session: &str) -> Result<Option<Approval>, StoreError> {
         let (digest, session) = (digest.to_owned(), session.to_owned());
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         self.with("using an approval", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             expire_stale(&mut tx, now)?;
             let row = tx.query_opt(
                 &format!(
@@ -287,9 +297,10 @@ impl PgStore {
     /// refusal, or says it is still pending.
     pub fn take(&self, id: &str) -> Result<Taken, StoreError> {
         let id = id.to_owned();
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         let taken = self.with("taking an approval", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             expire_stale(&mut tx, now)?;
             let used = tx
                 .query_opt(
@@ -321,8 +332,9 @@ impl PgStore {
     /// Expires approval `id` if it is still pending or approved and unused.
     pub fn expire(&self, id: &str, why: &str) -> Result<(), StoreError> {
         let (id, why) = (id.to_owned(), why.to_owned());
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         self.with("expiring an approval", move |c, fence| {
+            let now = clock.now_ms(c)?;
             fence.pass()?;
             c.execute(
                 "UPDATE approvals SET state = 'expired', resolved_at = $2, note = $3
@@ -341,10 +353,11 @@ impl PgStore {
         let resolution = resolution.clone();
         let key = self.key.clone();
         let target = self.target().to_owned();
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         let result = self.pool.run("resolving an approval", move |c, fence| {
             let err = |e| StoreError::postgres(&target, "resolving an approval", e);
             let mut tx = c.transaction().map_err(err)?;
+            let now = clock.now_ms(&mut tx).map_err(err)?;
             expire_stale(&mut tx, now).map_err(err)?;
             let Some(approval) = find_approval(&mut tx, &id, true).map_err(err)? else {
                 return Ok(Err(ResolveError::NotFound(id)));
@@ -408,10 +421,11 @@ impl PgStore {
 
     /// Approvals, newest first; only pending ones unless `all`.
     pub fn list(&self, all: bool) -> Result<Vec<Approval>, StoreError> {
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         let filter = if all { "" } else { "WHERE state = 'pending'" };
         self.with("listing approvals", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             expire_stale(&mut tx, now)?;
             let rows = tx.query(
                 &format!(
@@ -431,10 +445,11 @@ impl PgStore {
     /// How many approvals there are (only pending ones unless `all`); `list` shows at most
     /// [`LIST_LIMIT`](crate::LIST_LIMIT) of them.
     pub fn count(&self, all: bool) -> Result<u64, StoreError> {
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         let filter = if all { "" } else { "WHERE state = 'pending'" };
         self.with("counting approvals", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             expire_stale(&mut tx, now)?;
             let n: i64 = tx
                 .query_one(&format!("SELECT COUNT(*) FROM approvals {filter}"), &[])?
@@ -448,9 +463,10 @@ impl PgStore {
     /// One approval.
     pub fn show(&self, id: &str) -> Result<Option<Approval>, StoreError> {
         let id = id.to_owned();
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         self.with("reading an approval", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             expire_stale(&mut tx, now)?;
             let found = find_approval(&mut tx, &id, false)?;
             fence.pass()?;
@@ -486,8 +502,9 @@ impl PgStore {
         let args = serde_json::to_string(&new.args_under).map_err(|_| StoreError::Bug {
             what: "a lease scope could not be serialized",
         })?;
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         self.with("granting a lease", move |c, fence| {
+            let now = clock.now_ms(c)?;
             fence.pass()?;
             let row = c.query_one(
                 &format!(
@@ -516,8 +533,9 @@ impl PgStore {
 
     /// Leases, newest first; only active ones unless `all`.
     pub fn leases(&self, all: bool) -> Result<Vec<Lease>, StoreError> {
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         let leases: Vec<Lease> = self.with("listing leases", move |c, _| {
+            let now = clock.now_ms(c)?;
             c.query(
                 &format!(
                     "SELECT {LEASE_COLUMNS} FROM leases ORDER BY created_at DESC, id LIMIT 1000"
@@ -541,8 +559,9 @@ impl PgStore {
     ) -> Result<Vec<Lease>, StoreError> {
         let (session, server) = (session.to_owned(), server.to_owned());
         let principal = principal.map(str::to_owned);
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         let leases: Vec<Lease> = self.with("finding leases", move |c, _| {
+            let now = clock.now_ms(c)?;
             c.query(
                 &format!(
                     "SELECT {LEASE_COLUMNS} FROM leases
@@ -565,8 +584,9 @@ impl PgStore {
     /// its count.
     pub fn use_lease(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         self.with("using a lease", move |c, fence| {
+            let now = clock.now_ms(c)?;
             fence.pass()?;
             c.execute(
                 "UPDATE leases SET used_calls = used_calls + 1
@@ -581,8 +601,9 @@ impl PgStore {
     /// Revokes lease `id`; `false` if there is no such active lease.
     pub fn revoke_lease(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         self.with("revoking a lease", move |c, fence| {
+            let now = clock.now_ms(c)?;
             fence.pass()?;
             c.execute(
                 "UPDATE leases SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",

@@ -10,6 +10,7 @@
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use postgres::{Client, Transaction};
 
+use super::clock::NOW_MS_SQL;
 use super::pool::{Fence, Pool};
 use super::schema::AUDIT_LOCK;
 use super::to_sql;
@@ -214,9 +215,11 @@ pub(crate) fn register(
     note: &str,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO audit_signers (public_key, added_at, note) VALUES ($1, $2, $3)
-         ON CONFLICT (public_key) DO NOTHING",
-        &[&public_key, &crate::clock::now_ms(), &note],
+        &format!(
+            "INSERT INTO audit_signers (public_key, added_at, note) VALUES ($1, {NOW_MS_SQL}, $2)
+             ON CONFLICT (public_key) DO NOTHING"
+        ),
+        &[&public_key, &note],
     )
     .map(|_| ())
     .map_err(|e| StoreError::postgres(target, "registering the signing key", e))

@@ -6,6 +6,8 @@
 //! the same counter in another instance waits for the lock and then sees the charge, so the last
 //! unit is taken once.
 
+use std::sync::Arc;
+
 use postgres::Transaction;
 
 use super::{PgStore, to_sql};
@@ -32,27 +34,45 @@ fn used(tx: &mut Transaction<'_>, key: &str, win: i64, lock: bool) -> Result<u64
 }
 
 impl PgStore {
-    /// Charges every reservation in one transaction, or none of them. The clock is the store's.
+    /// Charges every reservation in one transaction, or none of them. The windows are those of
+    /// the database's clock, read in that transaction (`clock.rs`): every instance agrees on
+    /// them, whatever its own clock says.
     pub fn reserve(&self, reservations: &[Reservation]) -> Result<Reserved, StoreError> {
-        self.reserve_at(reservations, crate::sqlite::now_seconds()?)
+        self.reserve_in(reservations, None)
     }
 
-    /// [`reserve`](Self::reserve) at a given time (seconds since the Unix epoch), for tests.
+    /// [`reserve`](Self::reserve) in the windows of a given time (seconds since the Unix epoch)
+    /// instead of the database's clock: for tests of window boundaries, never for a real call.
     pub fn reserve_at(
         &self,
         reservations: &[Reservation],
         now: u64,
     ) -> Result<Reserved, StoreError> {
-        let mut rows = Vec::with_capacity(reservations.len());
-        for r in reservations {
-            let win = window(r, now)?;
-            rows.push((r.clone(), win, to_sql(win)?, to_sql(r.amount)?));
-        }
+        self.reserve_in(reservations, Some(now))
+    }
+
+    fn reserve_in(
+        &self,
+        reservations: &[Reservation],
+        at: Option<u64>,
+    ) -> Result<Reserved, StoreError> {
+        let reservations = reservations.to_vec();
+        let clock = Arc::clone(&self.clock);
         let target = self.target().to_owned();
         self.pool
             .run("reserving rate-limit counters", move |c, fence| {
                 let err = |e| StoreError::postgres(&target, "reserving rate-limit counters", e);
                 let mut tx = c.transaction().map_err(err)?;
+                let now = match at {
+                    Some(now) => now,
+                    None => clock.now_seconds(&mut tx).map_err(err)?,
+                };
+                let mut rows = Vec::with_capacity(reservations.len());
+                for r in reservations {
+                    let win = window(&r, now)?;
+                    let (win_sql, amount) = (to_sql(win)?, to_sql(r.amount)?);
+                    rows.push((r, win, win_sql, amount));
+                }
                 let mut order: Vec<&(Reservation, u64, i64, i64)> = rows.iter().collect();
                 order.sort_by(|a, b| (&a.0.key, a.2).cmp(&(&b.0.key, b.2)));
                 for (r, _, win, _) in order {
@@ -119,23 +139,20 @@ impl PgStore {
             })
     }
 
-    /// What the current window of `key` holds (0 when nothing was charged).
+    /// What the current window of `key` holds (0 when nothing was charged), by the database's
+    /// clock.
     pub fn counter(&self, key: &str, per_seconds: u64) -> Result<u64, StoreError> {
-        let win = to_sql(
-            crate::sqlite::now_seconds()?
-                .checked_div(per_seconds)
-                .ok_or(StoreError::Bug {
-                    what: "a limit window of zero seconds",
-                })?,
-        )?;
         let key = key.to_owned();
+        let clock = Arc::clone(&self.clock);
         let target = self.target().to_owned();
         self.pool.run("reading a counter", move |c, _| {
-            let mut tx = c
-                .transaction()
-                .map_err(|e| StoreError::postgres(&target, "reading a counter", e))?;
-            used(&mut tx, &key, win, false)
-                .map_err(|e| StoreError::postgres(&target, "reading a counter", e))
+            let err = |e| StoreError::postgres(&target, "reading a counter", e);
+            let mut tx = c.transaction().map_err(err)?;
+            let now = clock.now_seconds(&mut tx).map_err(err)?;
+            let win = to_sql(now.checked_div(per_seconds).ok_or(StoreError::Bug {
+                what: "a limit window of zero seconds",
+            })?)?;
+            used(&mut tx, &key, win, false).map_err(err)
         })
     }
 }

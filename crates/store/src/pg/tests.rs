@@ -370,3 +370,43 @@ fn a_task_past_its_fence_is_waited_for_and_its_result_told() {
     });
     assert!(is_timeout(&refused.unwrap_err()));
 }
+
+// ---- the database's clock ----
+
+#[test]
+fn counter_windows_and_expiries_are_on_the_database_clock() {
+    let (_dir, url, store) = open(0);
+    let reservation = Reservation {
+        key: "k".to_owned(),
+        per_seconds: 60,
+        amount: 1,
+        max: 5,
+    };
+    assert!(matches!(
+        store.reserve(&[reservation]).unwrap(),
+        crate::sqlite::Reserved::Granted(_)
+    ));
+    store.heartbeat("s-1").unwrap();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT (SELECT win FROM counters WHERE key = 'k'),
+                        (SELECT heartbeat_at FROM gateway_sessions WHERE id = 's-1'),
+                        {}",
+                clock::NOW_MS_SQL
+            ),
+            &[],
+        )
+        .unwrap();
+    let (win, heartbeat, now): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    // Read a moment later than the store's own reading: the same minute, or the one after.
+    assert!(
+        [now / 60_000, now / 60_000 - 1].contains(&win),
+        "{win} {now}"
+    );
+    assert!(
+        (0..60_000).contains(&(now - heartbeat)),
+        "{heartbeat} {now}"
+    );
+}

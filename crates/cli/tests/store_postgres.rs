@@ -336,6 +336,84 @@ fn instances_with_skewed_clocks_share_one_limit_window() {
     assert_eq!(world.forwarded_texts("limited").len(), 10);
 }
 
+/// Waits (at most 10 s) until a statement matching `like` waits for a lock.
+fn wait_for_lock_wait(watcher: &mut postgres::Client, like: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                &[&like],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing waited for a lock: {like}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_signer_registered_used_and_deleted_during_verify_is_still_not_trusted() {
+    let world = World::new(fresh_database().unwrap());
+    let open = |name: &str| {
+        portcullis_store::Store::open(&world.root.join(format!("state-{name}")), Some(&world.url))
+            .unwrap()
+    };
+    // The instance we trust writes the chain; a stranger's key registers itself by signing the
+    // head after it.
+    let trusted = {
+        let store = open("a");
+        store.append_blocking(sample_event(1)).unwrap();
+        store.public_key_hex()
+    };
+    let stranger = {
+        let store = open("x");
+        store.append_blocking(sample_event(2)).unwrap();
+        store.public_key_hex()
+    };
+    let connect = || postgres::Client::connect(&world.url, postgres::NoTls).unwrap();
+    let (mut holder, mut watcher) = (connect(), connect());
+    std::thread::scope(|scope| {
+        // `verify` stops mid-walk on `audit`, after it read the head and the signers...
+        let mut hold = holder.transaction().unwrap();
+        hold.batch_execute("LOCK TABLE audit IN ACCESS EXCLUSIVE MODE")
+            .unwrap();
+        let verify = scope.spawn(|| {
+            world.cli(
+                "a",
+                &["audit", "verify", "--trusted-signer", trusted.as_str()],
+            )
+        });
+        wait_for_lock_wait(&mut watcher, "%FROM audit %");
+        // ...and the stranger's key is deleted the moment verify's transaction ends: a check
+        // that read the signers again afterwards would find only trusted keys.
+        let deleter = scope.spawn(|| {
+            connect()
+                .batch_execute(&format!(
+                    "BEGIN; LOCK TABLE audit_signers IN ACCESS EXCLUSIVE MODE;
+                     DELETE FROM audit_signers WHERE public_key = '{stranger}'; COMMIT"
+                ))
+                .unwrap();
+        });
+        wait_for_lock_wait(&mut watcher, "%LOCK TABLE audit_signers%");
+        hold.commit().unwrap();
+        deleter.join().unwrap();
+        let (code, out, err) = verify.join().unwrap();
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            out.contains("NOT TRUSTED") && out.contains(&stranger),
+            "{out}"
+        );
+    });
+}
+
 #[test]
 fn a_store_outage_denies_everything_and_service_resumes_with_nothing_lost() {
     let cluster = Cluster::start().unwrap();

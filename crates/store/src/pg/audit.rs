@@ -7,6 +7,8 @@
 //! must be a registered signer — the same refusal to re-sign a tampered tail as on SQLite. An
 //! instance registers its key with the first head it signs.
 
+use std::collections::BTreeSet;
+
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use postgres::{Client, Transaction};
 
@@ -309,6 +311,18 @@ impl super::PgStore {
     /// Walks the whole chain in one snapshot and checks the head, whose signature must verify
     /// with its signer's key, a registered signer.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.verify_trusting(None)
+    }
+
+    /// [`verify`](Self::verify), and with `trusted` (public keys, hex) also checks that the
+    /// head's signer and every registered signer are among them. The signers are read in the
+    /// same snapshot as the chain: read afterwards, a key registered, used to sign and deleted
+    /// in between would go unseen.
+    pub fn verify_trusting(
+        &self,
+        trusted: Option<&BTreeSet<String>>,
+    ) -> Result<VerifyReport, StoreError> {
+        let trusted = trusted.cloned();
         let target = self.target().to_owned();
         let fallback = self.verifying_key();
         self.pool.run("verifying the audit chain", move |c, _| {
@@ -327,6 +341,16 @@ impl super::PgStore {
                 None => None,
             }
             .unwrap_or(fallback);
+            let mut accepted: Vec<String> = match &trusted {
+                Some(_) => tx
+                    .query("SELECT public_key FROM audit_signers", &[])
+                    .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
+                    .map_err(err)?,
+                None => Vec::new(),
+            };
+            if let Some((_, _, _, signer)) = &head {
+                accepted.push(signer.clone());
+            }
             let mut walker = ChainWalker::new();
             let mut after = 0_i64;
             loop {
@@ -349,7 +373,9 @@ impl super::PgStore {
                 hash,
                 signature,
             });
-            let report = walker.finish(head, &key);
+            let report = walker
+                .finish(head, &key)
+                .check_signers(accepted, trusted.as_ref());
             tx.commit().map_err(err)?;
             Ok(report)
         })

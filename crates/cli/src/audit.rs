@@ -1,7 +1,6 @@
 //! `portcullis audit`: verify, read and export the audit chain.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -147,30 +146,18 @@ fn trusted_keys(given: &[String], file: Option<&Path>) -> Result<Option<BTreeSet
 }
 
 fn verify(store: &Store, trusted: Option<&BTreeSet<String>>) -> Result<u8> {
-    let report = store.verify().map_err(|e| anyhow::anyhow!("{e}"))?;
-    if report.problem.is_none()
-        && report.ok
-        && let Some(trusted) = trusted
-    {
-        let registered = store.signer_keys().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let strangers: Vec<String> = registered
-            .iter()
-            .map(|k| {
-                k.to_bytes().iter().fold(String::new(), |mut hex, b| {
-                    let _ = write!(hex, "{b:02x}");
-                    hex
-                })
-            })
-            .filter(|k| !trusted.contains(k))
-            .collect();
-        if !strangers.is_empty() {
-            println!(
-                "audit chain NOT TRUSTED: {} signing key(s) the store accepts are not among the trusted signers: {}",
-                strangers.len(),
-                strangers.join(", ")
-            );
-            return Ok(crate::EXIT_FAILED);
-        }
+    // One call: the signers are checked in the snapshot the chain is verified in, so a key
+    // registered, used and deleted between two reads cannot go unseen.
+    let report = store
+        .verify_trusting(trusted)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if report.problem.is_none() && !report.untrusted_signers.is_empty() {
+        println!(
+            "audit chain NOT TRUSTED: {} signing key(s) the store accepts are not among the trusted signers: {}",
+            report.untrusted_signers.len(),
+            report.untrusted_signers.join(", ")
+        );
+        return Ok(crate::EXIT_FAILED);
     }
     match report.problem {
         None if report.ok => {

@@ -24,7 +24,7 @@ mod support;
 #[path = "support/faults.rs"]
 mod faults;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -32,27 +32,7 @@ use faults::{
     Proc, assert_every_forwarded_call_was_recorded, assert_verifies, audit_records, passed,
 };
 use serde_json::{Value, json};
-use support::{Setup, echo_server};
-
-/// Where Debian's `faketime` package puts the library.
-const LIBFAKETIME: &[&str] = &[
-    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-    "/usr/lib/faketime/libfaketime.so.1",
-];
-
-fn libfaketime() -> &'static str {
-    LIBFAKETIME
-        .iter()
-        .find(|p| Path::new(p).exists())
-        .copied()
-        .unwrap_or_else(|| {
-            panic!(
-                "libfaketime is not installed (looked in {LIBFAKETIME:?}): run \
-                 `scripts/install-system-deps` (apt-get install faketime); the clock-jump tests never skip"
-            )
-        })
-}
+use support::{Setup, echo_server, libfaketime};
 
 /// A gateway under a clock whose offset from the real one the test sets.
 struct Clocked {

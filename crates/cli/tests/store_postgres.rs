@@ -74,15 +74,22 @@ rules:
 
     /// An instance with its own state directory (its own signing key).
     fn serve(&self, name: &str) -> Serve {
+        self.serve_with_env(name, &[])
+    }
+
+    /// [`serve`](Self::serve) with more environment (a faked clock).
+    fn serve_with_env(&self, name: &str, env: &[(&str, &str)]) -> Serve {
         let policy = self.root.join("portcullis.yaml");
         let state = self.root.join(format!("state-{name}"));
         // The URL comes through the environment (`store: "${...}"`), as a password would.
         let log = self.root.join(format!("serve-{name}.log"));
+        let mut all = vec![("PORTCULLIS_TEST_STORE", self.url.as_str())];
+        all.extend_from_slice(env);
         Serve::start_with_env(
             &policy,
             &log,
             &["--state-dir", state.to_str().unwrap()],
-            &[("PORTCULLIS_TEST_STORE", &self.url)],
+            &all,
         )
     }
 
@@ -257,6 +264,154 @@ fn two_instances_share_approvals_limits_and_one_audit_chain() {
             .count(),
         10
     );
+}
+
+/// Waits (at most 30 s) for the first pending approval, as instance `name`'s command line sees it.
+fn first_pending(world: &World, name: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out, err) = world.cli(name, &["approvals", "list", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        if let Some(line) = out.lines().next() {
+            return serde_json::from_str::<Value>(line).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no pending approval appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Instance A on the real clock and instance B with its clock 400 days behind (libfaketime;
+/// timers keep the real monotonic clock). By its own clock B is in another window of the
+/// 366-day limit than A, and an approval B makes would have expired 400 days ago for the others.
+fn skewed_world() -> (World, Arc<Serve>, Arc<Serve>) {
+    let world = World::new(fresh_database().unwrap());
+    let a = Arc::new(world.serve("a"));
+    let b = Arc::new(world.serve_with_env(
+        "b",
+        &[
+            ("LD_PRELOAD", gateway::libfaketime()),
+            ("FAKETIME", "-400d"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    ));
+    (world, a, b)
+}
+
+#[test]
+fn an_approval_made_by_an_instance_whose_clock_is_behind_lives_its_ttl() {
+    let (world, _a, b) = skewed_world();
+    let session_b = b.initialize("/mcp/echo", &[]);
+    // A call held by B stays pending for the command line (on the real clock) until approved.
+    let held = {
+        let (b, session) = (Arc::clone(&b), session_b.clone());
+        std::thread::spawn(move || call(&b, &session, 1, "approve_me", "held"))
+    };
+    let pending = first_pending(&world, "a");
+    assert_eq!(pending["tool"], json!("approve_me"));
+    let id = pending["id"].as_str().unwrap();
+    let (code, out, err) = world.cli("a", &["approvals", "approve", id, "--as", "alice"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let answer = held.join().unwrap();
+    assert!(!is_denied(&answer), "{answer}");
+    assert_eq!(world.forwarded_texts("approve_me"), ["held"]);
+}
+
+#[test]
+fn instances_with_skewed_clocks_share_one_limit_window() {
+    let (world, a, b) = skewed_world();
+    let session_a = a.initialize("/mcp/echo", &[]);
+    let session_b = b.initialize("/mcp/echo", &[]);
+    // `calls: 10` by global, taken turn about by both instances: one window, ten calls.
+    let answers: Vec<Value> = (0..24_u64)
+        .map(|n| {
+            let (serve, session) = if n % 2 == 0 {
+                (&a, &session_a)
+            } else {
+                (&b, &session_b)
+            };
+            call(serve, session, 100 + n, "limited", &format!("limited {n}"))
+        })
+        .collect();
+    assert_eq!(answers.iter().filter(|a| !is_denied(a)).count(), 10);
+    assert_eq!(world.forwarded_texts("limited").len(), 10);
+}
+
+/// Waits (at most 10 s) until a statement matching `like` waits for a lock.
+fn wait_for_lock_wait(watcher: &mut postgres::Client, like: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                &[&like],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing waited for a lock: {like}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_signer_registered_used_and_deleted_during_verify_is_still_not_trusted() {
+    let world = World::new(fresh_database().unwrap());
+    let open = |name: &str| {
+        portcullis_store::Store::open(&world.root.join(format!("state-{name}")), Some(&world.url))
+            .unwrap()
+    };
+    // The instance we trust writes the chain; a stranger's key registers itself by signing the
+    // head after it.
+    let trusted = {
+        let store = open("a");
+        store.append_blocking(sample_event(1)).unwrap();
+        store.public_key_hex()
+    };
+    let stranger = {
+        let store = open("x");
+        store.append_blocking(sample_event(2)).unwrap();
+        store.public_key_hex()
+    };
+    let connect = || postgres::Client::connect(&world.url, postgres::NoTls).unwrap();
+    let (mut holder, mut watcher) = (connect(), connect());
+    std::thread::scope(|scope| {
+        // `verify` stops mid-walk on `audit`, after it read the head and the signers...
+        let mut hold = holder.transaction().unwrap();
+        hold.batch_execute("LOCK TABLE audit IN ACCESS EXCLUSIVE MODE")
+            .unwrap();
+        let verify = scope.spawn(|| {
+            world.cli(
+                "a",
+                &["audit", "verify", "--trusted-signer", trusted.as_str()],
+            )
+        });
+        wait_for_lock_wait(&mut watcher, "%FROM audit %");
+        // ...and the stranger's key is deleted the moment verify's transaction ends: a check
+        // that read the signers again afterwards would find only trusted keys.
+        let deleter = scope.spawn(|| {
+            connect()
+                .batch_execute(&format!(
+                    "BEGIN; LOCK TABLE audit_signers IN ACCESS EXCLUSIVE MODE;
+                     DELETE FROM audit_signers WHERE public_key = '{stranger}'; COMMIT"
+                ))
+                .unwrap();
+        });
+        wait_for_lock_wait(&mut watcher, "%LOCK TABLE audit_signers%");
+        hold.commit().unwrap();
+        deleter.join().unwrap();
+        let (code, out, err) = verify.join().unwrap();
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            out.contains("NOT TRUSTED") && out.contains(&stranger),
+            "{out}"
+        );
+    });
 }
 
 #[test]

@@ -9,6 +9,8 @@
 //! stops a record from being moved; the prev_hash stops deletion, insertion and reordering; the
 //! signed head stops truncation of the tail.
 
+use std::collections::BTreeSet;
+
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -85,6 +87,10 @@ pub struct VerifyReport {
     pub ok: bool,
     /// The first problem found, when `ok` is `false`.
     pub problem: Option<VerifyProblem>,
+    /// When verified against a trusted set of signers: the keys (hex) the store would accept
+    /// that are not in it — the head's signer and every registered key, read in the snapshot the
+    /// chain was checked in. `ok` is `false` when there is any.
+    pub untrusted_signers: Vec<String>,
 }
 
 /// The first bad place in a chain.
@@ -154,6 +160,28 @@ pub(crate) struct ChainWalker {
     last_seq: u64,
     last_hash: String,
     problem: Option<VerifyProblem>,
+}
+
+impl VerifyReport {
+    /// Checks the keys the store accepts as signers (`accepted`, hex, read in the snapshot the
+    /// chain was verified in) against `trusted` (hex); nothing to check without a trusted set.
+    pub(crate) fn check_signers(
+        mut self,
+        accepted: impl IntoIterator<Item = String>,
+        trusted: Option<&BTreeSet<String>>,
+    ) -> VerifyReport {
+        let Some(trusted) = trusted else {
+            return self;
+        };
+        let trusted: BTreeSet<String> = trusted.iter().map(|k| k.to_ascii_lowercase()).collect();
+        let accepted: BTreeSet<String> = accepted
+            .into_iter()
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
+        self.untrusted_signers = accepted.difference(&trusted).cloned().collect();
+        self.ok &= self.untrusted_signers.is_empty();
+        self
+    }
 }
 
 impl ChainWalker {
@@ -259,6 +287,7 @@ impl ChainWalker {
             head_seq,
             ok: self.problem.is_none(),
             problem: self.problem,
+            untrusted_signers: Vec::new(),
         }
     }
 

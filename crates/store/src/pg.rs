@@ -9,13 +9,18 @@
 //! - the chain head is signed by the instance that appended last, and carries that instance's
 //!   public key; the keys that may sign are registered in `audit_signers` when they first sign
 //!   (decision 0008);
-//! - counters, approvals and leases change under row locks or with single conditional updates.
+//! - counters, approvals and leases change under row locks or with single conditional updates;
+//! - their windows and expiries are decided on the database's clock, which all instances share,
+//!   never on an instance's own (`pg/clock.rs`).
 //!
 //! Every operation runs on a pool thread with a statement timeout, and a caller waits at most
 //! [`OP_WAIT`]; an unreachable or slow database is an error, which the gateway turns into a deny.
+//! An operation whose caller stopped waiting never commits afterwards (`pool.rs`): what the
+//! gateway was told failed did not happen.
 
 mod approvals;
 mod audit;
+mod clock;
 mod counters;
 mod pins;
 pub(crate) mod pool;
@@ -23,6 +28,7 @@ pub(crate) mod schema;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -31,6 +37,7 @@ use postgres::Config;
 use crate::error::StoreError;
 use crate::key;
 use crate::queue::AppendQueue;
+use clock::DbClock;
 use pool::{Pool, Settings};
 
 /// Connections of one instance's pool (the audit writer has one more of its own). Every call
@@ -51,6 +58,8 @@ pub struct PgStore {
     pool: Pool,
     key: SigningKey,
     queue: AppendQueue,
+    /// The clock every expiry and window is decided on: the database's (`clock.rs`).
+    clock: Arc<DbClock>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -156,18 +165,33 @@ impl PgStore {
     pub fn open(url: &str, state_dir: &Path) -> Result<PgStore, StoreError> {
         crate::sqlite::create_state_dir(state_dir)?;
         let key = key::load_or_create(state_dir)?;
-        Self::open_with_key(url, key)
+        Self::open_with_key(url, key, OP_WAIT)
     }
 
-    fn open_with_key(url: &str, key: SigningKey) -> Result<PgStore, StoreError> {
+    /// [`open`](Self::open) with callers waiting at most `wait` instead of [`OP_WAIT`], so tests
+    /// can make an operation time out without waiting ten seconds.
+    #[cfg(test)]
+    pub(crate) fn open_with_wait(
+        url: &str,
+        state_dir: &Path,
+        wait: Duration,
+    ) -> Result<PgStore, StoreError> {
+        crate::sqlite::create_state_dir(state_dir)?;
+        let key = key::load_or_create(state_dir)?;
+        Self::open_with_key(url, key, wait)
+    }
+
+    fn open_with_key(url: &str, key: SigningKey, wait: Duration) -> Result<PgStore, StoreError> {
         let (config, target) = parse_url(url)?;
         let settings = Settings {
             size: POOL_SIZE,
             statement_timeout: STATEMENT_TIMEOUT,
-            wait: OP_WAIT,
+            wait,
         };
         let pool = Pool::start(&config, &target, &settings)?;
-        pool.run("migrating the schema", move |client| {
+        // Not fenced: a migration that commits after its caller gave up is harmless (the next
+        // open finds the schema up to date).
+        pool.run("migrating the schema", move |client, _| {
             schema::migrate(client, &target).map(|_| ())
         })?;
         let writer_pool = Pool::start(
@@ -183,7 +207,12 @@ impl PgStore {
             key: key.clone(),
             last_head: None,
         })?;
-        Ok(PgStore { pool, key, queue })
+        Ok(PgStore {
+            pool,
+            key,
+            queue,
+            clock: Arc::new(DbClock::new()),
+        })
     }
 
     pub(crate) fn queue(&self) -> &AppendQueue {
@@ -213,7 +242,7 @@ impl PgStore {
     /// A round trip to the database: `Ok` when it answers.
     pub fn ping(&self) -> Result<(), StoreError> {
         let target = self.target().to_owned();
-        self.pool.run("checking the database", move |c| {
+        self.pool.run("checking the database", move |c, _| {
             c.simple_query("SELECT 1")
                 .map(|_| ())
                 .map_err(|e| StoreError::postgres(&target, "checking the database", e))

@@ -45,7 +45,15 @@ enum Reply {
 
 impl Reply {
     fn send(self, result: AppendResult) {
-        // A caller that gave up waiting is not an error of the store; its record is still written.
+        // A caller that stopped waiting (its future was dropped: the session ended) is not an
+        // error of the store, and its record is still written. That caller was never told the
+        // append failed, so nothing acted on a failure: no call was denied because of it, and
+        // the record claims no more than what happened. A decision record says what the policy
+        // decided; whether the call was forwarded is the outcome record's to say, and there is
+        // none for a call that was not. Dropping such records would lose, for instance, the
+        // denials of a client that disconnected. A caller that *was* told the append failed
+        // (the batch failed or timed out) never has its record committed later: the engine's
+        // batch writer rolls a batch back once its waiters were told it failed (`pg/pool.rs`).
         match self {
             Reply::Async(tx) => {
                 let _ = tx.send(result);

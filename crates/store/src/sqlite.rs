@@ -11,6 +11,7 @@ mod read;
 mod schema;
 mod writer;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -27,7 +28,6 @@ use crate::key;
 use crate::queue::AppendQueue;
 use writer::Writer;
 
-pub(crate) use counters::now_seconds;
 pub use counters::{Grant, Reservation, Reserved};
 pub use pins::{PinRecord, PinStatus};
 
@@ -163,7 +163,18 @@ impl SqliteStore {
     /// Walks the whole chain and its signed head and reports the first bad record, if any.
     /// Reads one consistent snapshot, so appends running meanwhile cannot cause a false alarm.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
-        read::verify(&mut self.lock_reader(), &self.db_path, &self.verifying_key)
+        self.verify_trusting(None)
+    }
+
+    /// [`verify`](Self::verify), and with `trusted` (public keys, hex) also checks that this
+    /// gateway's key, the only one the SQLite store accepts, is among them.
+    pub fn verify_trusting(
+        &self,
+        trusted: Option<&BTreeSet<String>>,
+    ) -> Result<VerifyReport, StoreError> {
+        let report = read::verify(&mut self.lock_reader(), &self.db_path, &self.verifying_key)?;
+        let ours = hex::encode(self.verifying_key.to_bytes());
+        Ok(report.check_signers([ours], trusted))
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -5,6 +5,7 @@
 //! A small enum rather than a trait object: there are exactly two engines, every method is
 //! forwarded to the one in use, and the compiler checks that both offer each operation.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::Path;
 
@@ -170,6 +171,11 @@ impl Store {
     forward!(
         /// Walks the whole chain and its signed head; reports the first bad record.
         verify() -> Result<VerifyReport, StoreError>, audit
+    );
+    forward!(
+        /// [`verify`](Self::verify), and with `trusted` (public keys, hex) also fails when the
+        /// store accepts a key not among them (`untrusted_signers`), read in the same snapshot.
+        verify_trusting(trusted: Option<&BTreeSet<String>>) -> Result<VerifyReport, StoreError>, audit
     );
     forward!(
         /// Charges every reservation in one transaction, or none.

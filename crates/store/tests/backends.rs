@@ -13,6 +13,7 @@
     reason = "test code"
 )]
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use portcullis_store::{
@@ -489,6 +490,48 @@ fn listing_is_bounded_and_counts_what_it_leaves_out(b: Backend) {
     assert_eq!(f.store.count(true).unwrap(), n as u64);
 }
 
+fn verify_trusting_names_every_accepted_key_not_trusted(b: Backend) {
+    let f = Fixture::new(b);
+    f.store.append_blocking(event(0)).unwrap();
+    let other = f.other();
+    other.append_blocking(event(1)).unwrap();
+    let (ours, theirs) = (f.store.public_key_hex(), other.public_key_hex());
+    let trust =
+        |keys: &[&str]| -> BTreeSet<String> { keys.iter().map(|k| k.to_uppercase()).collect() };
+    let all = f
+        .store
+        .verify_trusting(Some(&trust(&[&ours, &theirs])))
+        .unwrap();
+    assert!(all.ok && all.untrusted_signers.is_empty(), "{all:?}");
+    assert_eq!(
+        f.store.verify_trusting(None).unwrap(),
+        f.store.verify().unwrap()
+    );
+    let report = f.store.verify_trusting(Some(&trust(&[&ours]))).unwrap();
+    match b {
+        // One key, this gateway's: the other "instance" shares the state directory and its key.
+        Backend::Sqlite => assert!(
+            report.ok && report.untrusted_signers.is_empty(),
+            "{report:?}"
+        ),
+        // The other instance signed the head last and registered its key.
+        Backend::Postgres => {
+            assert!(!report.ok, "{report:?}");
+            assert_eq!(report.problem, None);
+            assert_eq!(report.untrusted_signers, std::slice::from_ref(&theirs));
+        }
+    }
+    let stranger = "ab".repeat(32);
+    let report = f.store.verify_trusting(Some(&trust(&[&stranger]))).unwrap();
+    assert!(!report.ok);
+    let mut expected = match b {
+        Backend::Sqlite => vec![ours],
+        Backend::Postgres => vec![ours, theirs],
+    };
+    expected.sort();
+    assert_eq!(report.untrusted_signers, expected);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -513,4 +556,5 @@ both!(
     pending_cap_separation_and_expiry,
     leases_count_exactly_across_instances,
     listing_is_bounded_and_counts_what_it_leaves_out,
+    verify_trusting_names_every_accepted_key_not_trusted,
 );

@@ -16,6 +16,26 @@ use serde_json::{Value, json};
 /// Longest wait for one answer; generous for a loaded machine, never reached when things work.
 pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where Debian's `faketime` package puts the library (for clock tests: `LD_PRELOAD` it).
+pub(crate) const LIBFAKETIME: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+];
+
+pub(crate) fn libfaketime() -> &'static str {
+    LIBFAKETIME
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .copied()
+        .unwrap_or_else(|| {
+            panic!(
+                "libfaketime is not installed (looked in {LIBFAKETIME:?}): run \
+                 `scripts/install-system-deps` (apt-get install faketime); the clock-jump tests never skip"
+            )
+        })
+}
+
 /// The real MCP peer `name` from `.peers/` (or `PORTCULLIS_PEERS_DIR`), installed by
 /// `scripts/install-peers`; fails with how to install it when it is missing.
 pub(crate) fn node_peer(name: &str) -> PathBuf {

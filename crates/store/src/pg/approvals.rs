@@ -7,10 +7,17 @@
 //! instances race for it. Session liveness is by heartbeat only: a session of an instance that
 //! died expires when its heartbeat is older than `SESSION_STALE_MS` (the SQLite store also checks
 //! the process id, which means nothing on another machine).
+//!
+//! Every time here (creation, expiry, heartbeats, lease use) is the database's, never the
+//! instance's (`clock.rs`): read in the transaction that reads and changes the rows, or, for a
+//! single statement that commits by itself, on the same connection just before it.
+
+use std::sync::Arc;
 
 use postgres::{GenericClient, Row};
 
 use super::PgStore;
+use super::pool::Fence;
 use crate::approval::{
     Approval, ApprovalState, Lease, NewApproval, NewLease, Receipt, Resolution, ResolveError,
     check_separation, rfc3339, signed_receipt, to_i64,
@@ -98,6 +105,25 @@ fn expire_stale(c: &mut impl GenericClient, now: i64) -> Result<(), postgres::Er
     Ok(())
 }
 
+/// What can go wrong inside [`PgStore::with`]: the database, or the store itself (a task past its
+/// deadline that must not commit).
+enum OpError {
+    Postgres(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for OpError {
+    fn from(e: postgres::Error) -> Self {
+        OpError::Postgres(e)
+    }
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        OpError::Store(e)
+    }
+}
+
 fn find_approval(
     c: &mut impl GenericClient,
     id: &str,
@@ -115,44 +141,54 @@ fn find_approval(
 
 impl PgStore {
     /// Runs `f` on a pooled connection; a database error becomes a [`StoreError`] naming `during`.
+    /// `f` passes its [`Fence`] before anything it does commits (see `pool.rs`).
     fn with<T: Send + 'static>(
         &self,
         during: &'static str,
-        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error> + Send + 'static,
+        f: impl FnOnce(&mut postgres::Client, &Fence) -> Result<T, OpError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let target = self.target().to_owned();
-        self.pool.run(during, move |c| {
-            f(c).map_err(|e| StoreError::postgres(&target, during, e))
+        self.pool.run(during, move |c, fence| {
+            f(c, fence).map_err(|e| match e {
+                OpError::Postgres(e) => StoreError::postgres(&target, during, e),
+                OpError::Store(e) => e,
+            })
         })
     }
 
     /// Records that gateway session `session` is alive (call every few seconds).
     pub fn heartbeat(&self, session: &str) -> Result<(), StoreError> {
         let session = session.to_owned();
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         let pid = i64::from(std::process::id());
-        self.with("recording the session heartbeat", move |c| {
+        self.with("recording the session heartbeat", move |c, fence| {
+            let now = clock.now_ms(c)?;
+            fence.pass()?;
             c.execute(
                 "INSERT INTO gateway_sessions (id, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $3)
                  ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
                 &[&session, &pid, &now],
             )
             .map(|_| ())
+            .map_err(OpError::from)
         })
     }
 
     /// Records that `session` ended; its open approvals expire.
     pub fn end_session(&self, session: &str) -> Result<(), StoreError> {
         let session = session.to_owned();
-        let now = crate::clock::now_ms();
-        self.with("ending the session", move |c| {
+        let clock = Arc::clone(&self.clock);
+        self.with("ending the session", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             tx.execute(
                 "UPDATE gateway_sessions SET ended_at = $2 WHERE id = $1",
                 &[&session, &now],
             )?;
             expire_stale(&mut tx, now)?;
-            tx.commit()
+            fence.pass()?;
+            tx.commit()?;
+            Ok(())
         })
     }
 
@@ -163,9 +199,10 @@ impl PgStore {
         let arguments = serde_json::to_string(&new.arguments).map_err(|_| StoreError::Bug {
             what: "arguments could not be serialized",
         })?;
-        let now = crate::clock::now_ms();
-        self.with("creating an approval", move |c| {
+        let clock = Arc::clone(&self.clock);
+        self.with("creating an approval", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             expire_stale(&mut tx, now)?;
             let existing = tx
                 .query_opt(
@@ -179,6 +216,7 @@ impl PgStore {
                 .map(approval_row)
                 .transpose()?;
             if let Some(existing) = existing {
+                fence.pass()?;
                 tx.commit()?;
                 return Ok(Created::Existing(existing));
             }
@@ -189,6 +227,7 @@ impl PgStore {
                 )?
                 .try_get(0)?;
             if usize::try_from(pending).unwrap_or(usize::MAX) >= cap {
+                fence.pass()?;
                 tx.commit()?;
                 return Ok(Created::CapReached { cap });
             }
@@ -222,6 +261,7 @@ impl PgStore {
                 ],
             )?;
             let created = approval_row(&row)?;
+            fence.pass()?;
             tx.commit()?;
             Ok(Created::New(created))
         })
@@ -231,9 +271,10 @@ impl PgStore {
     /// conditional update, so it lets exactly one call through.
     pub fn consume(&self, digest: &str, session: &str) -> Result<Option<Approval>, StoreError> {
         let (digest, session) = (digest.to_owned(), session.to_owned());
-        let now = crate::clock::now_ms();
-        self.with("using an approval", move |c| {
+        let clock = Arc::clone(&self.clock);
+        self.with("using an approval", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             expire_stale(&mut tx, now)?;
             let row = tx.query_opt(
                 &format!(
@@ -246,6 +287,7 @@ impl PgStore {
                 &[&digest, &session, &now],
             )?;
             let used = row.as_ref().map(approval_row).transpose()?;
+            fence.pass()?;
             tx.commit()?;
             Ok(used)
         })
@@ -255,9 +297,10 @@ impl PgStore {
     /// refusal, or says it is still pending.
     pub fn take(&self, id: &str) -> Result<Taken, StoreError> {
         let id = id.to_owned();
-        let now = crate::clock::now_ms();
-        let taken = self.with("taking an approval", move |c| {
+        let clock = Arc::clone(&self.clock);
+        let taken = self.with("taking an approval", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             expire_stale(&mut tx, now)?;
             let used = tx
                 .query_opt(
@@ -277,6 +320,7 @@ impl PgStore {
                     _ => Taken::Refused(a),
                 }),
             };
+            fence.pass()?;
             tx.commit()?;
             Ok(taken)
         })?;
@@ -288,14 +332,17 @@ impl PgStore {
     /// Expires approval `id` if it is still pending or approved and unused.
     pub fn expire(&self, id: &str, why: &str) -> Result<(), StoreError> {
         let (id, why) = (id.to_owned(), why.to_owned());
-        let now = crate::clock::now_ms();
-        self.with("expiring an approval", move |c| {
+        let clock = Arc::clone(&self.clock);
+        self.with("expiring an approval", move |c, fence| {
+            let now = clock.now_ms(c)?;
+            fence.pass()?;
             c.execute(
                 "UPDATE approvals SET state = 'expired', resolved_at = $2, note = $3
                  WHERE id = $1 AND state IN ('pending', 'approved')",
                 &[&id, &now, &why],
             )
             .map(|_| ())
+            .map_err(OpError::from)
         })
     }
 
@@ -306,10 +353,11 @@ impl PgStore {
         let resolution = resolution.clone();
         let key = self.key.clone();
         let target = self.target().to_owned();
-        let now = crate::clock::now_ms();
-        let result = self.pool.run("resolving an approval", move |c| {
+        let clock = Arc::clone(&self.clock);
+        let result = self.pool.run("resolving an approval", move |c, fence| {
             let err = |e| StoreError::postgres(&target, "resolving an approval", e);
             let mut tx = c.transaction().map_err(err)?;
+            let now = clock.now_ms(&mut tx).map_err(err)?;
             expire_stale(&mut tx, now).map_err(err)?;
             let Some(approval) = find_approval(&mut tx, &id, true).map_err(err)? else {
                 return Ok(Err(ResolveError::NotFound(id)));
@@ -317,6 +365,7 @@ impl PgStore {
             match approval.state {
                 ApprovalState::Pending => {}
                 ApprovalState::Expired => {
+                    fence.pass()?;
                     tx.commit().map_err(err)?;
                     return Ok(Err(ResolveError::Expired {
                         id,
@@ -363,6 +412,7 @@ impl PgStore {
                 ],
             )
             .map_err(err)?;
+            fence.pass()?;
             tx.commit().map_err(err)?;
             Ok(Ok(receipt))
         });
@@ -371,10 +421,11 @@ impl PgStore {
 
     /// Approvals, newest first; only pending ones unless `all`.
     pub fn list(&self, all: bool) -> Result<Vec<Approval>, StoreError> {
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         let filter = if all { "" } else { "WHERE state = 'pending'" };
-        self.with("listing approvals", move |c| {
+        self.with("listing approvals", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             expire_stale(&mut tx, now)?;
             let rows = tx.query(
                 &format!(
@@ -385,6 +436,7 @@ impl PgStore {
                 &[],
             )?;
             let list = rows.iter().map(approval_row).collect::<Result<_, _>>()?;
+            fence.pass()?;
             tx.commit()?;
             Ok(list)
         })
@@ -393,14 +445,16 @@ impl PgStore {
     /// How many approvals there are (only pending ones unless `all`); `list` shows at most
     /// [`LIST_LIMIT`](crate::LIST_LIMIT) of them.
     pub fn count(&self, all: bool) -> Result<u64, StoreError> {
-        let now = crate::clock::now_ms();
+        let clock = Arc::clone(&self.clock);
         let filter = if all { "" } else { "WHERE state = 'pending'" };
-        self.with("counting approvals", move |c| {
+        self.with("counting approvals", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             expire_stale(&mut tx, now)?;
             let n: i64 = tx
                 .query_one(&format!("SELECT COUNT(*) FROM approvals {filter}"), &[])?
                 .get(0);
+            fence.pass()?;
             tx.commit()?;
             Ok(u64::try_from(n).unwrap_or(0))
         })
@@ -409,11 +463,13 @@ impl PgStore {
     /// One approval.
     pub fn show(&self, id: &str) -> Result<Option<Approval>, StoreError> {
         let id = id.to_owned();
-        let now = crate::clock::now_ms();
-        self.with("reading an approval", move |c| {
+        let clock = Arc::clone(&self.clock);
+        self.with("reading an approval", move |c, fence| {
             let mut tx = c.transaction()?;
+            let now = clock.now_ms(&mut tx)?;
             expire_stale(&mut tx, now)?;
             let found = find_approval(&mut tx, &id, false)?;
+            fence.pass()?;
             tx.commit()?;
             Ok(found)
         })
@@ -422,13 +478,14 @@ impl PgStore {
     /// One receipt, by its id or its approval's id.
     pub fn receipt(&self, id: &str) -> Result<Option<Receipt>, StoreError> {
         let key = id.to_owned();
-        let text: Option<String> = self.with("reading a receipt", move |c| {
+        let text: Option<String> = self.with("reading a receipt", move |c, _| {
             c.query_opt(
                 "SELECT receipt FROM approval_receipts WHERE id = $1 OR approval_id = $1 LIMIT 1",
                 &[&key],
             )?
             .map(|row| row.try_get(0))
             .transpose()
+            .map_err(OpError::from)
         })?;
         text.map(|text| {
             serde_json::from_str(&text).map_err(|e| StoreError::CorruptRecord {
@@ -445,8 +502,10 @@ impl PgStore {
         let args = serde_json::to_string(&new.args_under).map_err(|_| StoreError::Bug {
             what: "a lease scope could not be serialized",
         })?;
-        let now = crate::clock::now_ms();
-        self.with("granting a lease", move |c| {
+        let clock = Arc::clone(&self.clock);
+        self.with("granting a lease", move |c, fence| {
+            let now = clock.now_ms(c)?;
+            fence.pass()?;
             let row = c.query_one(
                 &format!(
                     "INSERT INTO leases (id, session, principal, server, tool, args_under,
@@ -468,14 +527,15 @@ impl PgStore {
                     &new.note,
                 ],
             )?;
-            lease_row(&row, now)
+            Ok(lease_row(&row, now)?)
         })
     }
 
     /// Leases, newest first; only active ones unless `all`.
     pub fn leases(&self, all: bool) -> Result<Vec<Lease>, StoreError> {
-        let now = crate::clock::now_ms();
-        let leases: Vec<Lease> = self.with("listing leases", move |c| {
+        let clock = Arc::clone(&self.clock);
+        let leases: Vec<Lease> = self.with("listing leases", move |c, _| {
+            let now = clock.now_ms(c)?;
             c.query(
                 &format!(
                     "SELECT {LEASE_COLUMNS} FROM leases ORDER BY created_at DESC, id LIMIT 1000"
@@ -484,7 +544,8 @@ impl PgStore {
             )?
             .iter()
             .map(|row| lease_row(row, now))
-            .collect()
+            .collect::<Result<_, _>>()
+            .map_err(OpError::from)
         })?;
         Ok(leases.into_iter().filter(|l| all || l.active).collect())
     }
@@ -498,8 +559,9 @@ impl PgStore {
     ) -> Result<Vec<Lease>, StoreError> {
         let (session, server) = (session.to_owned(), server.to_owned());
         let principal = principal.map(str::to_owned);
-        let now = crate::clock::now_ms();
-        let leases: Vec<Lease> = self.with("finding leases", move |c| {
+        let clock = Arc::clone(&self.clock);
+        let leases: Vec<Lease> = self.with("finding leases", move |c, _| {
+            let now = clock.now_ms(c)?;
             c.query(
                 &format!(
                     "SELECT {LEASE_COLUMNS} FROM leases
@@ -512,7 +574,8 @@ impl PgStore {
             )?
             .iter()
             .map(|row| lease_row(row, now))
-            .collect()
+            .collect::<Result<_, _>>()
+            .map_err(OpError::from)
         })?;
         Ok(leases.into_iter().filter(|l| l.active).collect())
     }
@@ -521,27 +584,33 @@ impl PgStore {
     /// its count.
     pub fn use_lease(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        let now = crate::clock::now_ms();
-        self.with("using a lease", move |c| {
+        let clock = Arc::clone(&self.clock);
+        self.with("using a lease", move |c, fence| {
+            let now = clock.now_ms(c)?;
+            fence.pass()?;
             c.execute(
                 "UPDATE leases SET used_calls = used_calls + 1
                  WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 AND used_calls < max_calls",
                 &[&id, &now],
             )
             .map(|n| n == 1)
+            .map_err(OpError::from)
         })
     }
 
     /// Revokes lease `id`; `false` if there is no such active lease.
     pub fn revoke_lease(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        let now = crate::clock::now_ms();
-        self.with("revoking a lease", move |c| {
+        let clock = Arc::clone(&self.clock);
+        self.with("revoking a lease", move |c, fence| {
+            let now = clock.now_ms(c)?;
+            fence.pass()?;
             c.execute(
                 "UPDATE leases SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
                 &[&id, &now],
             )
             .map(|n| n == 1)
+            .map_err(OpError::from)
         })
     }
 }

@@ -7,10 +7,13 @@
 //! must be a registered signer — the same refusal to re-sign a tampered tail as on SQLite. An
 //! instance registers its key with the first head it signs.
 
+use std::collections::BTreeSet;
+
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use postgres::{Client, Transaction};
 
-use super::pool::Pool;
+use super::clock::NOW_MS_SQL;
+use super::pool::{Fence, Pool};
 use super::schema::AUDIT_LOCK;
 use super::to_sql;
 use crate::chain::{
@@ -38,9 +41,11 @@ impl BatchWriter for PgWriter {
         let key = self.key.clone();
         let ours = self.last_head.clone();
         let target = self.pool.target().to_owned();
-        let (entries, head) = self.pool.run("appending audit records", move |client| {
-            write(client, &target, &key, ours.as_ref(), events)
-        })?;
+        let (entries, head) = self
+            .pool
+            .run("appending audit records", move |client, fence| {
+                write(client, fence, &target, &key, ours.as_ref(), events)
+            })?;
         self.last_head = Some(head);
         Ok(entries)
     }
@@ -48,6 +53,7 @@ impl BatchWriter for PgWriter {
 
 fn write(
     client: &mut Client,
+    fence: &Fence,
     target: &str,
     key: &SigningKey,
     ours: Option<&Head>,
@@ -90,6 +96,9 @@ fn write(
         register(&mut tx, target, &signer, "a gateway instance's key")?;
     }
     put_head(&mut tx, target, seq, &prev, &signature, &signer)?;
+    // Past its deadline the batch is rolled back: its waiters were told it failed, and the
+    // gateway denied their calls, so a record saying `allow` must not appear later.
+    fence.pass()?;
     tx.commit().map_err(err("committing audit records"))?;
     Ok((entries, (seq, prev, signature, signer)))
 }
@@ -208,9 +217,11 @@ pub(crate) fn register(
     note: &str,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO audit_signers (public_key, added_at, note) VALUES ($1, $2, $3)
-         ON CONFLICT (public_key) DO NOTHING",
-        &[&public_key, &crate::clock::now_ms(), &note],
+        &format!(
+            "INSERT INTO audit_signers (public_key, added_at, note) VALUES ($1, {NOW_MS_SQL}, $2)
+             ON CONFLICT (public_key) DO NOTHING"
+        ),
+        &[&public_key, &note],
     )
     .map(|_| ())
     .map_err(|e| StoreError::postgres(target, "registering the signing key", e))
@@ -254,7 +265,7 @@ impl super::PgStore {
         b: i64,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let target = self.target().to_owned();
-        let raws = self.pool.run("reading audit records", move |c| {
+        let raws = self.pool.run("reading audit records", move |c, _| {
             c.query(sql, &[&a, &b])
                 .and_then(raw_rows)
                 .map_err(|e| StoreError::postgres(&target, "reading audit records", e))
@@ -287,7 +298,7 @@ impl super::PgStore {
     /// The public keys (hex) registered to sign the chain head, oldest first.
     pub fn signers(&self) -> Result<Vec<String>, StoreError> {
         let target = self.target().to_owned();
-        self.pool.run("reading the audit signers", move |c| {
+        self.pool.run("reading the audit signers", move |c, _| {
             c.query(
                 "SELECT public_key FROM audit_signers ORDER BY added_at, public_key",
                 &[],
@@ -300,9 +311,21 @@ impl super::PgStore {
     /// Walks the whole chain in one snapshot and checks the head, whose signature must verify
     /// with its signer's key, a registered signer.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.verify_trusting(None)
+    }
+
+    /// [`verify`](Self::verify), and with `trusted` (public keys, hex) also checks that the
+    /// head's signer and every registered signer are among them. The signers are read in the
+    /// same snapshot as the chain: read afterwards, a key registered, used to sign and deleted
+    /// in between would go unseen.
+    pub fn verify_trusting(
+        &self,
+        trusted: Option<&BTreeSet<String>>,
+    ) -> Result<VerifyReport, StoreError> {
+        let trusted = trusted.cloned();
         let target = self.target().to_owned();
         let fallback = self.verifying_key();
-        self.pool.run("verifying the audit chain", move |c| {
+        self.pool.run("verifying the audit chain", move |c, _| {
             let err = |e| StoreError::postgres(&target, "verifying the audit chain", e);
             let mut tx = c
                 .build_transaction()
@@ -318,6 +341,16 @@ impl super::PgStore {
                 None => None,
             }
             .unwrap_or(fallback);
+            let mut accepted: Vec<String> = match &trusted {
+                Some(_) => tx
+                    .query("SELECT public_key FROM audit_signers", &[])
+                    .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
+                    .map_err(err)?,
+                None => Vec::new(),
+            };
+            if let Some((_, _, _, signer)) = &head {
+                accepted.push(signer.clone());
+            }
             let mut walker = ChainWalker::new();
             let mut after = 0_i64;
             loop {
@@ -340,7 +373,9 @@ impl super::PgStore {
                 hash,
                 signature,
             });
-            let report = walker.finish(head, &key);
+            let report = walker
+                .finish(head, &key)
+                .check_signers(accepted, trusted.as_ref());
             tx.commit().map_err(err)?;
             Ok(report)
         })

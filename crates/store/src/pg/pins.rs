@@ -32,7 +32,7 @@ impl PgStore {
     pub fn pins(&self, server: Option<&str>) -> Result<Vec<PinRecord>, StoreError> {
         let server = server.map(str::to_owned);
         let target = self.target().to_owned();
-        self.pool.run("reading tool pins", move |c| {
+        self.pool.run("reading tool pins", move |c, _| {
             c.query(
                 &format!(
                     "SELECT {COLUMNS} FROM pins WHERE $1::TEXT IS NULL OR server = $1
@@ -49,7 +49,7 @@ impl PgStore {
     pub fn pin(&self, server: &str, tool: &str) -> Result<Option<PinRecord>, StoreError> {
         let (server, tool) = (server.to_owned(), tool.to_owned());
         let target = self.target().to_owned();
-        self.pool.run("reading a tool pin", move |c| {
+        self.pool.run("reading a tool pin", move |c, _| {
             c.query_opt(
                 &format!("SELECT {COLUMNS} FROM pins WHERE server = $1 AND tool = $2"),
                 &[&server, &tool],
@@ -69,8 +69,10 @@ impl PgStore {
                  seen_def = excluded.seen_def, status = excluded.status,
                  finding = excluded.finding, updated = excluded.updated"
         };
-        self.pool.run("writing a tool pin", move |c| {
+        self.pool.run("writing a tool pin", move |c, fence| {
             let err = |e| StoreError::postgres(&target, "writing a tool pin", e);
+            // One statement that commits by itself.
+            fence.pass()?;
             c.execute(
                 &format!(
                     "INSERT INTO pins ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)

@@ -9,12 +9,24 @@
 //!
 //! A worker connects on first use and again after its connection broke, so the store recovers by
 //! itself when PostgreSQL comes back: the first call after an outage just connects anew.
+//!
+//! A caller that stopped waiting is told its operation failed, and the gateway acts on that (it
+//! denies the call). So the work must not take effect later behind its back: an audit record
+//! saying `allow` for a call that was denied, a counter charged or an approval used for a call
+//! that never ran. Every task therefore carries its deadline and a [`Fence`] it shared with its
+//! caller: a worker that picks the task up after the deadline does not run it, and a running
+//! task passes the fence just before it commits (or runs a statement that commits by itself).
+//! Passing and giving up are one atomic choice between the two sides: either the caller gave up
+//! first, and the task rolls back, or the task passed first, and the caller waits for the commit's
+//! answer (bounded by the statement timeout) instead of giving up. What remains is the case no
+//! client can close: the connection breaks while `COMMIT` is under way, and the caller gets an
+//! error for a commit that may have happened.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::{Client, Config, NoTls};
 
@@ -32,6 +44,51 @@ pub(crate) struct Settings {
 }
 
 type Task = Box<dyn FnOnce(&mut Slot) + Send>;
+
+/// The task may still be abandoned by its caller.
+const OPEN: u8 = 0;
+/// The task passed its fence: it commits, and its caller waits for the answer.
+const COMMITTING: u8 = 1;
+/// The caller gave up (or the deadline passed first): the task must not commit.
+const ABANDONED: u8 = 2;
+
+/// The point of no return of one task, shared by the task and its caller (see the module).
+pub(crate) struct Fence {
+    state: Arc<AtomicU8>,
+    deadline: Instant,
+    target: Arc<str>,
+    during: &'static str,
+    seconds: u64,
+}
+
+impl Fence {
+    /// Call right before `COMMIT` (or a statement that commits by itself): `Ok` means the caller
+    /// will wait for the answer; an error means the caller was or will be told the operation
+    /// failed, so the work must be rolled back (dropping the transaction does that).
+    pub(crate) fn pass(&self) -> Result<(), StoreError> {
+        if Instant::now() >= self.deadline {
+            // The caller is giving up at this moment; settle it here rather than race it.
+            let _ =
+                self.state
+                    .compare_exchange(OPEN, ABANDONED, Ordering::AcqRel, Ordering::Acquire);
+        }
+        match self
+            .state
+            .compare_exchange(OPEN, COMMITTING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) | Err(COMMITTING) => Ok(()),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
+    fn timeout(&self) -> StoreError {
+        StoreError::PostgresTimeout {
+            target: self.target.to_string(),
+            during: self.during,
+            seconds: self.seconds,
+        }
+    }
+}
 
 /// One worker's connection, made on demand.
 struct Slot {
@@ -93,6 +150,8 @@ pub(crate) struct Pool {
     workers: Vec<JoinHandle<()>>,
     target: Arc<str>,
     wait: Duration,
+    /// How long a caller whose task passed its fence waits for the commit past its deadline.
+    commit_wait: Duration,
 }
 
 impl Pool {
@@ -132,6 +191,10 @@ impl Pool {
             workers,
             target,
             wait: settings.wait,
+            // The commit is one statement under `statement_timeout`; a second more for the answer.
+            commit_wait: settings
+                .statement_timeout
+                .saturating_add(Duration::from_secs(1)),
         })
     }
 
@@ -140,31 +203,55 @@ impl Pool {
         &self.target
     }
 
-    /// Runs `f` on a pooled connection and waits for its result, at most the pool's wait time.
+    /// Runs `f` on a pooled connection and waits for its result, at most the pool's wait time
+    /// unless `f` passed its [`Fence`] (then until the commit answered). `f` must pass the fence
+    /// before anything it does can commit; work that only reads need not.
     pub(crate) fn run<T: Send + 'static>(
         &self,
         during: &'static str,
-        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut Client, &Fence) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (reply, result) = std::sync::mpsc::channel();
-        let task: Task = Box::new(move |slot: &mut Slot| {
-            let outcome = slot.client().and_then(f);
-            slot.check();
-            // A caller that stopped waiting is not an error here.
-            let _ = reply.send(outcome);
-        });
-        let timeout = || StoreError::PostgresTimeout {
-            target: self.target.to_string(),
+        let deadline = Instant::now() + self.wait;
+        let state = Arc::new(AtomicU8::new(OPEN));
+        let fence = Fence {
+            state: Arc::clone(&state),
+            deadline,
+            target: Arc::clone(&self.target),
             during,
             seconds: self.wait.as_secs().max(1),
         };
+        let timeout = fence.timeout();
+        let (reply, result) = std::sync::mpsc::channel();
+        let task: Task = Box::new(move |slot: &mut Slot| {
+            // Picked up too late: the caller was told it failed, so it does not run at all
+            // (dropping `reply` is all the answer it gets).
+            if Instant::now() >= fence.deadline || fence.state.load(Ordering::Acquire) == ABANDONED
+            {
+                return;
+            }
+            let outcome = slot.client().and_then(|client| f(client, &fence));
+            slot.check();
+            // A caller that stopped waiting is not an error here: its task did not commit.
+            let _ = reply.send(outcome);
+        });
         let tasks = self.tasks.as_ref().ok_or(StoreError::WriterStopped)?;
         tasks.try_send(task).map_err(|e| match e {
             // Every worker is busy and the queue is full: the database is not keeping up.
-            TrySendError::Full(_) => timeout(),
+            TrySendError::Full(_) => timeout.clone(),
             TrySendError::Disconnected(_) => StoreError::WriterStopped,
         })?;
-        result.recv_timeout(self.wait).map_err(|_| timeout())?
+        match result.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(outcome) => return outcome,
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+        }
+        // Give up, unless the task already passed its fence: then it is committing, and what
+        // the database answers is the truth the caller must get.
+        match state.compare_exchange(OPEN, ABANDONED, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) | Err(ABANDONED) => Err(timeout),
+            Err(_) => result
+                .recv_timeout(self.commit_wait)
+                .unwrap_or(Err(timeout)),
+        }
     }
 }
 

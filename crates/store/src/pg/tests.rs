@@ -7,11 +7,15 @@
     clippy::panic
 )]
 
+use std::time::Duration;
+
 use tempfile::TempDir;
 
 use super::*;
 use crate::chain::VerifyProblemKind;
 use crate::event::{AuditEvent, AuditKind};
+use crate::sqlite::Reservation;
+use pool::Settings;
 
 fn event(i: usize) -> AuditEvent {
     AuditEvent {
@@ -215,4 +219,194 @@ fn a_key_is_registered_when_it_first_signs_never_by_readers() {
     assert_eq!(store.signers().unwrap(), Vec::<String>::new());
     store.queue().append_blocking(event(0)).unwrap();
     assert_eq!(store.signers().unwrap(), [store.public_key_hex()]);
+}
+
+// ---- work after a timeout ----
+
+/// A store whose callers wait at most one second.
+fn open_impatient() -> (TempDir, String, PgStore) {
+    let dir = TempDir::new().unwrap();
+    let url = portcullis_testkit::postgres::fresh_database().unwrap();
+    let store =
+        PgStore::open_with_wait(&url, &dir.path().join("state"), Duration::from_secs(1)).unwrap();
+    (dir, url, store)
+}
+
+/// Waits until no connection of a store is running a statement (the task that outlived its
+/// caller has finished, one way or the other).
+fn wait_until_idle(url: &str) {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    for _ in 0..100 {
+        let busy: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = 'portcullis' AND state <> 'idle'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if busy == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the store's connections stayed busy");
+}
+
+fn is_timeout(error: &StoreError) -> bool {
+    matches!(error, StoreError::PostgresTimeout { .. })
+}
+
+#[test]
+fn a_reservation_whose_caller_timed_out_is_never_charged() {
+    let (_dir, url, store) = open_impatient();
+    let mut locker = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE counters IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let reservation = Reservation {
+        key: "k".to_owned(),
+        per_seconds: 3600,
+        amount: 1,
+        max: 5,
+    };
+    let error = store.reserve(&[reservation]).unwrap_err();
+    assert!(is_timeout(&error), "{error}");
+    // The caller was told it failed (the gateway denies the call); the task still waits for
+    // the lock. Let it through: it must roll back rather than charge the counter.
+    lock.commit().unwrap();
+    wait_until_idle(&url);
+    let rows: i64 = locker
+        .query_one("SELECT count(*) FROM counters WHERE used > 0", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "a call that was denied was charged to its limit");
+}
+
+#[test]
+fn an_audit_batch_whose_waiters_timed_out_is_never_committed() {
+    let (_dir, url, store) = open_impatient();
+    store.queue().append_blocking(event(0)).unwrap();
+    let mut locker = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    locker
+        .execute("SELECT pg_advisory_lock($1)", &[&schema::AUDIT_LOCK])
+        .unwrap();
+    let error = store.queue().append_blocking(event(1)).unwrap_err();
+    assert!(is_timeout(&error), "{error}");
+    locker
+        .execute("SELECT pg_advisory_unlock($1)", &[&schema::AUDIT_LOCK])
+        .unwrap();
+    wait_until_idle(&url);
+    // The record of a call the gateway denied (its `allow` could not be written in time) is
+    // not in the log.
+    let ids: Vec<String> = locker
+        .query(
+            "SELECT body::json->>'decision_id' FROM audit ORDER BY seq",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(ids, ["d-0"]);
+    let next = store.queue().append_blocking(event(2)).unwrap();
+    assert_eq!(next.seq, 2);
+    assert!(store.verify().unwrap().ok);
+}
+
+fn small_pool(url: &str, wait: Duration) -> pool::Pool {
+    let (config, target) = parse_url(url).unwrap();
+    let settings = Settings {
+        size: 1,
+        statement_timeout: STATEMENT_TIMEOUT,
+        wait,
+    };
+    pool::Pool::start(&config, &target, &settings).unwrap()
+}
+
+#[test]
+fn a_task_picked_up_after_its_deadline_does_not_run() {
+    let url = portcullis_testkit::postgres::fresh_database().unwrap();
+    let pool = small_pool(&url, Duration::from_millis(300));
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::scope(|scope| {
+        // The only worker is busy past both callers' deadlines.
+        let busy = scope.spawn(|| {
+            pool.run("a slow task", |_, _| {
+                std::thread::sleep(Duration::from_millis(900));
+                Ok(())
+            })
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let flag = std::sync::Arc::clone(&ran);
+        let late = pool.run("a queued task", move |_, _| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        });
+        assert!(is_timeout(&late.unwrap_err()));
+        assert!(is_timeout(&busy.join().unwrap().unwrap_err()));
+    });
+    // Dropping the pool lets the worker finish what is queued, then joins it.
+    drop(pool);
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[test]
+fn a_task_past_its_fence_is_waited_for_and_its_result_told() {
+    let url = portcullis_testkit::postgres::fresh_database().unwrap();
+    let pool = small_pool(&url, Duration::from_millis(300));
+    // Passed the fence in time, then slow to commit: the caller must hear that it committed,
+    // not a timeout, since the work did take effect.
+    let answer = pool.run("a slow commit", |_, fence| {
+        fence.pass()?;
+        std::thread::sleep(Duration::from_millis(700));
+        Ok(42)
+    });
+    assert_eq!(answer.unwrap(), 42);
+    // Reaching the fence after the deadline: refused, and the caller hears a timeout.
+    let refused = pool.run("a late commit", |_, fence| {
+        std::thread::sleep(Duration::from_millis(400));
+        fence.pass().map(|()| 7)
+    });
+    assert!(is_timeout(&refused.unwrap_err()));
+}
+
+// ---- the database's clock ----
+
+#[test]
+fn counter_windows_and_expiries_are_on_the_database_clock() {
+    let (_dir, url, store) = open(0);
+    let reservation = Reservation {
+        key: "k".to_owned(),
+        per_seconds: 60,
+        amount: 1,
+        max: 5,
+    };
+    assert!(matches!(
+        store.reserve(&[reservation]).unwrap(),
+        crate::sqlite::Reserved::Granted(_)
+    ));
+    store.heartbeat("s-1").unwrap();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT (SELECT win FROM counters WHERE key = 'k'),
+                        (SELECT heartbeat_at FROM gateway_sessions WHERE id = 's-1'),
+                        {}",
+                clock::NOW_MS_SQL
+            ),
+            &[],
+        )
+        .unwrap();
+    let (win, heartbeat, now): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    // Read a moment later than the store's own reading: the same minute, or the one after.
+    assert!(
+        [now / 60_000, now / 60_000 - 1].contains(&win),
+        "{win} {now}"
+    );
+    assert!(
+        (0..60_000).contains(&(now - heartbeat)),
+        "{heartbeat} {now}"
+    );
 }

@@ -47,6 +47,7 @@
 //! # Ok::<(), portcullis_testkit::load::LoadError>(())
 //! ```
 
+pub mod disk;
 mod http;
 mod report;
 mod stdio;

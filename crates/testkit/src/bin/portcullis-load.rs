@@ -20,6 +20,8 @@ use portcullis_testkit::load::{self, Options, Report, Schedule};
 /// (latency measured from each call's scheduled send time, so a stalled server is charged for
 /// the calls it delayed). It stops by itself after --calls calls or --time-limit.
 ///
+/// `disk` measures the durable-commit latency of the disk under a directory.
+///
 /// `compare` reads the JSON reports of pairs of runs (direct, then through the gateway) and
 /// prints them side by side with the added latency.
 ///
@@ -44,6 +46,23 @@ enum Command {
     Run(RunArgs),
     /// Print runs side by side: pairs of JSON reports, direct first, then through the gateway.
     Compare(CompareArgs),
+    /// Measure the disk's own durable-commit latency in DIR: one 4 KiB page overwritten and
+    /// fsync'd at a time, as the audit log's write-ahead log is in its steady state. The floor
+    /// under any durable-audit gateway latency on that disk.
+    Disk(DiskArgs),
+}
+
+#[derive(Debug, Args)]
+struct DiskArgs {
+    /// Commits to measure.
+    #[arg(long, default_value_t = 2_000)]
+    writes: u32,
+    /// Print the percentiles (µs) as JSON instead of a line of text.
+    #[arg(long)]
+    json: bool,
+    /// A directory on the disk to measure (the gateway's state directory's parent).
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +123,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Compare(args) => compare(&args),
+        Command::Disk(args) => disk(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -151,6 +171,20 @@ fn run(args: RunArgs) -> Result<bool> {
         }
     }
     Ok(report.clean())
+}
+
+fn disk(args: &DiskArgs) -> Result<bool> {
+    let latency = load::disk::commit_latency(&args.dir, args.writes)
+        .with_context(|| format!("probing the disk under `{}`", args.dir.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&latency)?);
+    } else {
+        println!(
+            "disk commit (write 4 KiB + fsync, µs): p50 {:.1}  p99 {:.1}  max {:.1}",
+            latency.p50, latency.p99, latency.max
+        );
+    }
+    Ok(true)
 }
 
 fn compare(args: &CompareArgs) -> Result<bool> {

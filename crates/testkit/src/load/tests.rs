@@ -238,3 +238,29 @@ fn drives_the_http_echo_server_closed_and_open_loop() {
     );
     assert!(report.send_lag_us.is_some());
 }
+
+#[test]
+fn the_disk_probe_measures_every_write_and_leaves_no_file() {
+    let dir =
+        std::env::temp_dir().join(format!("portcullis-disk-probe-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let latency = disk::commit_latency(&dir, 20).unwrap();
+    assert!(
+        latency.p50 > 0.0 && latency.p50 <= latency.max,
+        "{latency:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "the scratch file is removed"
+    );
+    assert!(
+        disk::commit_latency(&dir, 0).is_err(),
+        "no writes is an error, not zeros"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        disk::commit_latency(&dir, 5).is_err(),
+        "a missing directory is an error"
+    );
+}

@@ -385,3 +385,33 @@ fn a_shared_server_is_stopped_gracefully_with_serve() {
         "the shared server outlived serve"
     );
 }
+
+#[test]
+fn a_shared_server_that_never_answers_initialize_fails_its_sessions_in_time() {
+    // The process answers nothing (and never exits by itself).
+    let world = world("  mute: { command: [/bin/sleep, '3600'], shared: true }");
+    let serve = world.serve(&[], &[]);
+    let started = Instant::now();
+    // The first session's `initialize` goes to the process; the second waits for its answer.
+    let replies: Vec<http::Reply> = std::thread::scope(|scope| {
+        let first = scope.spawn(|| serve.post("/mcp/mute", &[], &http::initialize_request()));
+        std::thread::sleep(Duration::from_millis(300));
+        let second = scope.spawn(|| serve.post("/mcp/mute", &[], &http::initialize_request()));
+        vec![first.join().unwrap(), second.join().unwrap()]
+    });
+    for reply in &replies {
+        let body = reply.json();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("did not answer `initialize` in time")),
+            "{reply:?}"
+        );
+    }
+    // Both answered by the gateway's 30 s limit, not the client's 60 s read timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -50,6 +50,10 @@ const READY_WAIT: Duration = Duration::from_secs(30);
 /// How long the re-initialization of a restarted server may take.
 const REINIT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the first `initialize` may take; past it the session that sent it and every session
+/// waiting for it get an error, and the next session's `initialize` is tried afresh.
+const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Back-off between restarts: doubling from the first to the last, reset after a process ran
 /// for [`STABLE_RUN`].
 const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(30));
@@ -81,6 +85,10 @@ struct State {
     conns: HashMap<u64, mpsc::Sender<Vec<u8>>>,
     /// The running process's stdin.
     stdin: Option<StdinWriter>,
+    /// The process behind `stdin` was (re-)initialized and takes the sessions' messages. Set
+    /// and cleared with `stdin`, under this lock, so that a session's message can never reach
+    /// a restarted process before the gateway's own `initialize` of it.
+    accepting: bool,
     /// The kept `initialize`: its parameters and the server's result.
     init: Option<(Value, Value)>,
     /// Sessions waiting for the first `initialize` to be answered.
@@ -217,8 +225,22 @@ impl SharedServer {
         }
     }
 
+    /// Sends a session's message to the process, if it takes them (see [`State::accepting`]).
     async fn to_server(&self, value: &Value) -> bool {
+        let stdin = {
+            let state = self.state();
+            state.stdin.clone().filter(|_| state.accepting)
+        };
+        Self::write(stdin, value).await
+    }
+
+    /// Sends the gateway's own message to the running process, initialized or not.
+    async fn to_process(&self, value: &Value) -> bool {
         let stdin = self.state().stdin.clone();
+        Self::write(stdin, value).await
+    }
+
+    async fn write(stdin: Option<StdinWriter>, value: &Value) -> bool {
         match (stdin, serde_json::to_vec(value)) {
             (Some(stdin), Ok(bytes)) => stdin.write_line(&bytes).await.is_ok(),
             _ => false,
@@ -226,7 +248,7 @@ impl SharedServer {
     }
 
     /// One message from session `conn` (already framed and evaluated by its pipeline).
-    async fn on_session_line(&self, conn: u64, bytes: &[u8]) {
+    async fn on_session_line(self: &Arc<Self>, conn: u64, bytes: &[u8]) {
         let Ok(parsed) = parse_message(bytes, &Limits::default()) else {
             tracing::error!(server = %self.name, "a session wrote a malformed message; this is a bug, please report");
             return;
@@ -298,7 +320,7 @@ impl SharedServer {
     /// A session's `initialize`: answered from the kept result, or forwarded if it is the
     /// first (later ones wait for its answer).
     async fn initialize(
-        &self,
+        self: &Arc<Self>,
         conn: u64,
         id: Id,
         params: Option<Map<String, Value>>,
@@ -333,7 +355,31 @@ impl SharedServer {
         set_id(&mut value, gid);
         if !self.to_server(&value).await {
             self.fail(gid, "the shared server is not running");
+            return;
         }
+        // A server that never answers must not hold every later session's `initialize` forever.
+        let server = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(INIT_TIMEOUT).await;
+            let late = {
+                let mut state = server.state();
+                match state.pending.remove(&gid) {
+                    Some(entry @ Pending::Initialize { .. }) => Some(entry),
+                    Some(other) => {
+                        state.pending.insert(gid, other);
+                        None
+                    }
+                    None => None,
+                }
+            };
+            if late.is_some() {
+                tracing::warn!(server = %server.name, "the shared server did not answer `initialize` in time");
+                server.fail_entry(
+                    late,
+                    "the shared server did not answer `initialize` in time",
+                );
+            }
+        });
     }
 
     /// Waits until the process runs (and, after a restart, is initialized again).
@@ -413,7 +459,7 @@ impl SharedServer {
                         None,
                     )
                 };
-                self.to_server(&answer).await;
+                self.to_process(&answer).await;
             }
             Message::Notification { method, .. } => match method.as_str() {
                 "notifications/progress" => {
@@ -466,7 +512,7 @@ impl SharedServer {
                 };
                 if result.is_some() {
                     let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-                    self.to_server(&note).await;
+                    self.to_process(&note).await;
                 }
                 for (conn, id) in std::iter::once((conn, id)).chain(waiters) {
                     set_id_to(&mut value, &id);
@@ -486,6 +532,7 @@ impl SharedServer {
         let entries: Vec<Pending> = {
             let mut state = self.state();
             state.stdin = None;
+            state.accepting = false;
             state.pending.drain().map(|(_, p)| p).collect()
         };
         for entry in entries {
@@ -509,14 +556,14 @@ impl SharedServer {
         if let (Some(object), false) = (request.as_object_mut(), params.is_null()) {
             object.insert("params".into(), params);
         }
-        if !self.to_server(&request).await {
+        if !self.to_process(&request).await {
             return false;
         }
         if !matches!(tokio::time::timeout(REINIT_TIMEOUT, rx).await, Ok(Ok(true))) {
             return false;
         }
         let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        self.to_server(&note).await
+        self.to_process(&note).await
     }
 }
 
@@ -555,6 +602,7 @@ async fn supervise(server: Arc<SharedServer>, info: ServerInfo) {
                         })
                     };
                     if server.reinitialize().await {
+                        server.state().accepting = true;
                         server.ready.send_replace(true);
                     } else {
                         tracing::error!(server = %server.name, "a restarted shared server did not initialize; stopping it");

@@ -415,3 +415,50 @@ fn a_shared_server_that_never_answers_initialize_fails_its_sessions_in_time() {
         started.elapsed()
     );
 }
+
+#[test]
+fn serve_stops_promptly_while_a_get_stream_is_open() {
+    use std::io::{BufRead, BufReader, Write};
+    let bin = gateway::echo_server();
+    let world = world(&format!("  echo: {{ command: [{}] }}", bin.display()));
+    let mut serve = world.serve(&[], &[]);
+    let session = serve.initialize("/mcp/echo", &[]);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", serve.port)).unwrap();
+    write!(
+        stream,
+        "GET /mcp/echo HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {session}\r\n\r\n",
+        serve.port
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = serve.child.try_wait().unwrap() {
+            break exit;
+        }
+        // The drain limit is 30 s; an open GET stream used to hold the shutdown all of it.
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "serve waited for the GET stream to end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(world.log()).unwrap();
+    assert_eq!(exit.code(), Some(0), "{log}");
+    assert!(!log.contains("did not finish in time"), "{log}");
+    // The stream itself was ended, not cut: the rest of the response reads to its end.
+    let mut rest = String::new();
+    while reader.read_line(&mut rest).unwrap_or(0) > 0 {}
+}

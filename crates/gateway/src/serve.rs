@@ -102,6 +102,8 @@ pub(crate) struct App {
     pub(crate) metrics_token: String,
     /// Most client sessions at once.
     pub(crate) max_sessions: usize,
+    /// Set when a stop signal came: no new GET stream is opened.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -210,6 +212,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         sessions: Mutex::new(HashMap::new()),
         metrics_token,
         max_sessions: options.max_sessions,
+        stopping: std::sync::atomic::AtomicBool::new(false),
     });
     // A log event rather than a bare line on stderr, so that `--log-format json` output stays
     // one JSON object per line from the first line on.
@@ -247,6 +250,11 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
         () = stop_signal() => {
             tracing::info!("stopping: draining in-flight requests");
             let _ = stop_tx.send(());
+            // GET streams never end by themselves; requests in flight are drained.
+            app.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+            for session in app.sessions().values() {
+                session.outbox.close_get();
+            }
             if tokio::time::timeout(SHUTDOWN_DRAIN, &mut server).await.is_err() {
                 tracing::warn!("in-flight requests did not finish in time; stopping anyway");
                 server.abort();

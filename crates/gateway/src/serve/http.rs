@@ -295,6 +295,12 @@ fn get_stream(
             "Bad Request: Mcp-Session-Id header is required",
         );
     };
+    if app.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        return transport_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable: the gateway is stopping",
+        );
+    }
     let Some(session) = find_session(app, &id, route, principal) else {
         return session_not_found();
     };
@@ -304,17 +310,21 @@ fn get_stream(
         .and_then(|v| v.trim().parse::<u64>().ok());
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     session.outbox.open_get(tx.clone(), last_event_id);
-    // Comments keep proxies from timing the stream out; it ends with the session.
-    let outbox = Arc::downgrade(&session.outbox);
-    drop(session);
+    // Comments keep proxies from timing the stream out. The stream ends when the outbox lets
+    // go of its sender (the session ended, a newer GET stream replaced this one, or the gateway
+    // is stopping), so the keep-alive holds only a weak one.
+    let keepalive = tx.downgrade();
+    drop((tx, session));
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(KEEPALIVE).await;
-            if outbox.upgrade().is_none()
-                || tx
-                    .send(Bytes::from_static(b": keepalive\n\n"))
-                    .await
-                    .is_err()
+            let Some(tx) = keepalive.upgrade() else {
+                break;
+            };
+            if tx
+                .send(Bytes::from_static(b": keepalive\n\n"))
+                .await
+                .is_err()
             {
                 break;
             }

@@ -115,6 +115,12 @@ impl Outbox {
         state.get = Some(tx);
     }
 
+    /// Ends the GET stream: the gateway is stopping, and an open stream would otherwise hold
+    /// the shutdown for its whole drain time. (Its keep-alive holds only a weak sender.)
+    pub(crate) fn close_get(&self) {
+        self.state().get = None;
+    }
+
     /// A server notification for the client; `false` if no stream could take it.
     pub(crate) fn notify(&self, value: &Value) -> bool {
         let progress = value

@@ -339,6 +339,26 @@ fn a_shared_server_is_initialized_once_refuses_its_requests_and_survives_a_crash
     }
 }
 
+/// Sends SIGTERM to `serve` and waits for it to exit, at most `limit`.
+fn terminate(serve: &mut Serve, limit: Duration) -> std::process::ExitStatus {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    loop {
+        if let Some(exit) = serve.child.try_wait().unwrap() {
+            return exit;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "serve did not stop within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_shared_server_is_stopped_gracefully_with_serve() {
     let bin = gateway::echo_server();
@@ -361,22 +381,7 @@ fn a_shared_server_is_stopped_gracefully_with_serve() {
     );
     let pids = echo_pids(&serve, bin);
     assert_eq!(pids.len(), 1);
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &serve.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let start = Instant::now();
-    let exit = loop {
-        if let Some(exit) = serve.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "serve did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exit = terminate(&mut serve, Duration::from_secs(30));
     let log = std::fs::read_to_string(world.log()).unwrap();
     assert_eq!(exit.code(), Some(0), "{log}");
     assert!(log.contains("stopped a shared server"), "{log}");
@@ -438,23 +443,8 @@ fn serve_stops_promptly_while_a_get_stream_is_open() {
     reader.read_line(&mut status).unwrap();
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
 
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &serve.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let start = Instant::now();
-    let exit = loop {
-        if let Some(exit) = serve.child.try_wait().unwrap() {
-            break exit;
-        }
-        // The drain limit is 30 s; an open GET stream used to hold the shutdown all of it.
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "serve waited for the GET stream to end"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // The drain limit is 30 s; an open GET stream used to hold the shutdown all of it.
+    let exit = terminate(&mut serve, Duration::from_secs(10));
     let log = std::fs::read_to_string(world.log()).unwrap();
     assert_eq!(exit.code(), Some(0), "{log}");
     assert!(!log.contains("did not finish in time"), "{log}");

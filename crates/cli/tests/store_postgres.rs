@@ -715,3 +715,45 @@ fn store_copy_moves_a_sqlite_state_into_postgres_and_verifies_it() {
     assert_eq!(code, 2);
     assert!(err.contains("there is no `state.db`"), "{err}");
 }
+
+#[test]
+fn store_copy_refuses_a_tampered_source_and_leaves_the_destination_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    {
+        let store = portcullis_store::Store::open(&state, None).unwrap();
+        for n in 0..5 {
+            store.append_blocking(sample_event(n)).unwrap();
+        }
+    }
+    let db = rusqlite::Connection::open(state.join("state.db")).unwrap();
+    let body: String = db
+        .query_row("SELECT body FROM audit WHERE seq = 3", [], |r| r.get(0))
+        .unwrap();
+    db.execute(
+        "UPDATE audit SET body = ?1 WHERE seq = 3",
+        [body.replace("\"allow\"", "\"deny\"")],
+    )
+    .unwrap();
+    drop(db);
+    let url = fresh_database().unwrap();
+    let from = state.to_str().unwrap();
+    let (code, out, err) = portcullis(&["store", "copy", "--from", from, "--to", &url]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("record 3"), "{err}");
+    // Nothing was written: the destination still takes a copy of an intact state.
+    let intact = dir.path().join("intact");
+    {
+        let store = portcullis_store::Store::open(&intact, None).unwrap();
+        store.append_blocking(sample_event(1)).unwrap();
+    }
+    let (code, out, err) = portcullis(&[
+        "store",
+        "copy",
+        "--from",
+        intact.to_str().unwrap(),
+        "--to",
+        &url,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+}

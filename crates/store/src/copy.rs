@@ -4,8 +4,10 @@
 //! Everything is copied as stored — the audit records byte for byte (so every hash still
 //! holds), the signed head with its signature, approvals, receipts, leases, sessions, counters
 //! and pins — in one PostgreSQL transaction. The source's signing key is registered as a signer,
-//! so the copied head verifies. The source chain is verified before and the copy after; a broken
-//! source or a destination that already holds state is refused.
+//! so the copied head verifies. The source is read and verified in one snapshot (a gateway may
+//! still be writing it), and the copy is verified inside its transaction before it commits; a
+//! broken source or copy, or a destination that already holds state, is refused and leaves the
+//! destination as it was.
 
 use std::path::Path;
 
@@ -14,7 +16,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::StoreError;
-use crate::pg::{PgStore, schema};
+use crate::pg::schema;
 use crate::sqlite::{DB_FILE, SqliteStore};
 
 /// What was copied.
@@ -227,27 +229,34 @@ pub fn copy_sqlite_to_postgres(state_dir: &Path, url: &str) -> Result<CopyReport
             what: format!("there is no `{DB_FILE}` in `{}`", state_dir.display()),
         });
     }
-    // The source must verify: a copy must not launder a tampered chain into a fresh database.
+    // The source's key signed its head; it is registered as a signer of the copy.
     let source = SqliteStore::open(state_dir)?;
-    let report = source.verify()?;
-    if !report.ok {
+    let signer = source.public_key_hex();
+    let key = source.verifying_key();
+    drop(source);
+    // The source must verify: a copy must not launder a tampered chain into a fresh database.
+    // Everything copied is read in one snapshot, verified in that same snapshot: a gateway
+    // still appending cannot make the copied head point past the copied records.
+    let mut conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| StoreError::sqlite(&db, "opening the state to copy", e))?;
+    let snapshot = conn
+        .transaction()
+        .map_err(|e| StoreError::sqlite(&db, "starting a read transaction", e))?;
+    let read = crate::sqlite::verify_in(&snapshot, &db, &key)?;
+    if !read.ok {
         return Err(StoreError::ChainTampered {
             path: db.clone(),
-            what: report.problem.map_or_else(
+            what: read.problem.map_or_else(
                 || "verification failed".to_owned(),
                 |p| format!("record {}: {}", p.seq, p.what),
             ),
         });
     }
-    let signer = source.public_key_hex();
-    drop(source);
-    let conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| StoreError::sqlite(&db, "opening the state to copy", e))?;
     let mut tables = Vec::with_capacity(TABLES.len());
     for table in TABLES {
-        tables.push(read_table(&conn, &db, table)?);
+        tables.push(read_table(&snapshot, &db, table)?);
     }
-    let head: Option<(i64, String, String)> = conn
+    let head: Option<(i64, String, String)> = snapshot
         .query_row(
             "SELECT seq, hash, signature FROM chain_head WHERE id = 1",
             [],
@@ -258,6 +267,9 @@ pub fn copy_sqlite_to_postgres(state_dir: &Path, url: &str) -> Result<CopyReport
             rusqlite::Error::QueryReturnedNoRows => Ok(None),
             e => Err(StoreError::sqlite(&db, "reading the chain head", e)),
         })?;
+    snapshot
+        .finish()
+        .map_err(|e| StoreError::sqlite(&db, "ending the read transaction", e))?;
     drop(conn);
 
     let (config, target) = crate::pg::parse_url(url)?;
@@ -319,11 +331,9 @@ pub fn copy_sqlite_to_postgres(state_dir: &Path, url: &str) -> Result<CopyReport
         )
         .map_err(err("copying the signed head"))?;
     }
-    tx.commit().map_err(err("committing the copy"))?;
-
-    // The copy must verify where it landed.
-    let copied = PgStore::open(url, state_dir)?;
-    let verified = copied.verify()?;
+    // The copy must verify where it landed, before it is committed: a copy that does not is
+    // rolled back and leaves the destination empty.
+    let verified = crate::pg::verify_in_transaction(&mut tx, &target, key, None)?;
     if !verified.ok || verified.records != counts[0] {
         return Err(StoreError::ChainTampered {
             path: target.clone().into(),
@@ -336,6 +346,7 @@ pub fn copy_sqlite_to_postgres(state_dir: &Path, url: &str) -> Result<CopyReport
             ),
         });
     }
+    tx.commit().map_err(err("committing the copy"))?;
     let [audit, approvals, receipts, leases, sessions, counters, pins] = counts;
     Ok(CopyReport {
         audit,

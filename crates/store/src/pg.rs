@@ -251,6 +251,7 @@ impl PgStore {
 }
 
 pub(crate) use audit::register as register_signer;
+pub(crate) use audit::verify_in as verify_in_transaction;
 
 /// A registered signer's key from its hex form (`None` when it is not a valid key).
 pub(crate) fn audit_key(hex_key: &str) -> Option<VerifyingKey> {

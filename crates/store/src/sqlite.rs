@@ -30,6 +30,7 @@ use writer::Writer;
 
 pub use counters::{Grant, Reservation, Reserved};
 pub use pins::{PinRecord, PinStatus};
+pub(crate) use read::verify_in;
 
 /// The database file's name inside the state directory.
 pub const DB_FILE: &str = "state.db";

@@ -333,51 +333,62 @@ impl super::PgStore {
                 .read_only(true)
                 .start()
                 .map_err(err)?;
-            let head = read_head(&mut tx, &target)?;
-            // An unregistered signer verifies against this instance's key, which fails unless
-            // the head is in fact ours: the report then names a bad head signature.
-            let key = match &head {
-                Some((_, _, _, signer)) => registered_key(&mut tx, &target, signer)?,
-                None => None,
-            }
-            .unwrap_or(fallback);
-            let mut accepted: Vec<String> = match &trusted {
-                Some(_) => tx
-                    .query("SELECT public_key FROM audit_signers", &[])
-                    .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
-                    .map_err(err)?,
-                None => Vec::new(),
-            };
-            if let Some((_, _, _, signer)) = &head {
-                accepted.push(signer.clone());
-            }
-            let mut walker = ChainWalker::new();
-            let mut after = 0_i64;
-            loop {
-                let rows = tx
-                    .query(
-                        "SELECT seq, prev_hash, hash, body FROM audit WHERE seq > $1
-                         ORDER BY seq LIMIT $2",
-                        &[&after, &PAGE],
-                    )
-                    .and_then(raw_rows)
-                    .map_err(err)?;
-                let Some(last) = rows.last() else { break };
-                after = last.seq;
-                for raw in rows {
-                    walker.push(raw);
-                }
-            }
-            let head = head.map(|(seq, hash, signature, _)| RawHead {
-                seq: i64::try_from(seq).unwrap_or(i64::MAX),
-                hash,
-                signature,
-            });
-            let report = walker
-                .finish(head, &key)
-                .check_signers(accepted, trusted.as_ref());
+            let report = verify_in(&mut tx, &target, fallback, trusted.as_ref())?;
             tx.commit().map_err(err)?;
             Ok(report)
         })
     }
+}
+
+/// [`PgStore::verify_trusting`] inside the caller's transaction `tx`, whose snapshot it reads
+/// (`store copy` verifies what it wrote before it commits). `fallback` is the key an
+/// unregistered head signer is checked against.
+pub(crate) fn verify_in(
+    tx: &mut Transaction<'_>,
+    target: &str,
+    fallback: VerifyingKey,
+    trusted: Option<&BTreeSet<String>>,
+) -> Result<VerifyReport, StoreError> {
+    let err = |e| StoreError::postgres(target, "verifying the audit chain", e);
+    let head = read_head(tx, target)?;
+    // An unregistered signer verifies against this instance's key, which fails unless the head
+    // is in fact ours: the report then names a bad head signature.
+    let key = match &head {
+        Some((_, _, _, signer)) => registered_key(tx, target, signer)?,
+        None => None,
+    }
+    .unwrap_or(fallback);
+    let mut accepted: Vec<String> = match trusted {
+        Some(_) => tx
+            .query("SELECT public_key FROM audit_signers", &[])
+            .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
+            .map_err(err)?,
+        None => Vec::new(),
+    };
+    if let Some((_, _, _, signer)) = &head {
+        accepted.push(signer.clone());
+    }
+    let mut walker = ChainWalker::new();
+    let mut after = 0_i64;
+    loop {
+        let rows = tx
+            .query(
+                "SELECT seq, prev_hash, hash, body FROM audit WHERE seq > $1
+                 ORDER BY seq LIMIT $2",
+                &[&after, &PAGE],
+            )
+            .and_then(raw_rows)
+            .map_err(err)?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        for raw in rows {
+            walker.push(raw);
+        }
+    }
+    let head = head.map(|(seq, hash, signature, _)| RawHead {
+        seq: i64::try_from(seq).unwrap_or(i64::MAX),
+        hash,
+        signature,
+    });
+    Ok(walker.finish(head, &key).check_signers(accepted, trusted))
 }

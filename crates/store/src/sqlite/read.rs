@@ -107,6 +107,19 @@ pub(crate) fn verify(
     let tx = conn
         .transaction()
         .map_err(err("starting a read transaction"))?;
+    let report = verify_in(&tx, path, key)?;
+    tx.finish().map_err(err("ending the read transaction"))?;
+    Ok(report)
+}
+
+/// [`verify`] inside the caller's read transaction `tx` (`store copy` reads what it copies in
+/// the same snapshot).
+pub(crate) fn verify_in(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    key: &VerifyingKey,
+) -> Result<VerifyReport, StoreError> {
+    let err = |during| move |e| StoreError::sqlite(path, during, e);
     let head = tx
         .query_row(
             "SELECT seq, hash, signature FROM chain_head WHERE id = 1",
@@ -132,7 +145,5 @@ pub(crate) fn verify(
             walker.push(raw_record(row).map_err(err("reading audit records"))?);
         }
     }
-    let report = walker.finish(head, key);
-    tx.finish().map_err(err("ending the read transaction"))?;
-    Ok(report)
+    Ok(walker.finish(head, key))
 }

@@ -23,9 +23,9 @@ use crate::policy_file::DEFAULT_POLICY;
 ///
 /// Examples:
 ///   portcullis store check --policy team.yaml
-///   PORTCULLIS_STORE=postgres://portcullis:$PW@db.internal/portcullis portcullis store migrate
-///   portcullis store copy --from .portcullis --to postgres://portcullis@db.internal/portcullis
-///   portcullis store copy --from portcullis.yaml --to postgres://portcullis@db.internal/portcullis
+///   PORTCULLIS_STORE=postgres://portcullis:$PW@localhost/portcullis portcullis store migrate
+///   portcullis store copy --from .portcullis --to postgres://portcullis@localhost/portcullis
+///   portcullis store copy --from portcullis.yaml --to 'postgres://portcullis@db.internal/portcullis?sslmode=disable'
 ///
 /// EXIT STATUS: 0 done, or (check) the schema is current; 1 (check) the database needs
 /// `migrate` or was migrated by a newer portcullis; 2 usage or runtime error (a malformed URL,

@@ -236,7 +236,7 @@ pub fn compile(
         errors.push(
             PolicyError::new(file, "`store` must be a `postgres://` URL")
                 .field("store")
-                .help("write e.g. `store: postgres://portcullis:${PG_PASSWORD}@db.internal:5432/portcullis`, or leave `store` out for the embedded SQLite store in `state_dir`"),
+                .help("write e.g. `store: postgres://portcullis:${PG_PASSWORD}@localhost:5432/portcullis`, or leave `store` out for the embedded SQLite store in `state_dir`"),
         );
     }
     let mut servers = BTreeMap::new();

@@ -174,7 +174,7 @@ pub enum StoreError {
     #[error(
         "the store `{url}` is not usable: {reason}\n\
          help: write it as `postgres://USER@HOST:PORT/DATABASE` (the password from an environment \
-         variable: `postgres://portcullis:${{PG_PASSWORD}}@db.internal:5432/portcullis`), or leave \
+         variable: `postgres://portcullis:${{PG_PASSWORD}}@localhost:5432/portcullis`), or leave \
          `store` out for the embedded SQLite store"
     )]
     BadUrl {

@@ -132,6 +132,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(Config, String), StoreError> {
     if config.get_user().is_none() {
         return Err(bad("it names no user".to_owned()));
     }
+    refuse_plaintext_to_remote(&config).map_err(bad)?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
@@ -144,6 +145,44 @@ pub(crate) fn parse_url(url: &str) -> Result<(Config, String), StoreError> {
         .application_name("portcullis");
     let target = target_of(&config);
     Ok((config, target))
+}
+
+/// This build speaks to PostgreSQL without TLS. Over loopback or a unix socket that is fine; to
+/// any other host the password exchange and every audit record would cross the network in
+/// clear, which the default `sslmode=prefer` would do silently. So a remote host needs the
+/// operator's explicit `sslmode=disable` (a private network they trust, or a TLS tunnel they
+/// run), and `sslmode=require`, which cannot be met, is refused rather than ignored.
+fn refuse_plaintext_to_remote(config: &Config) -> Result<(), String> {
+    let remote = config.get_hosts().iter().find_map(|host| match host {
+        postgres::config::Host::Tcp(name) if !is_loopback(name) => Some(name.clone()),
+        _ => None,
+    });
+    let Some(remote) = remote else {
+        return Ok(());
+    };
+    match config.get_ssl_mode() {
+        postgres::config::SslMode::Disable => Ok(()),
+        postgres::config::SslMode::Require => Err(format!(
+            "it asks for sslmode=require, but this build reaches PostgreSQL without TLS; \
+             help: reach `{remote}` through a TLS tunnel that listens on loopback (stunnel, a \
+             pgbouncer sidecar) and point the URL at it"
+        )),
+        _ => Err(format!(
+            "the connection to `{remote}` would not be encrypted (this build reaches PostgreSQL \
+             without TLS); help: run the database on this host or behind a TLS tunnel that \
+             listens on loopback, or, on a private network you trust, add `sslmode=disable` \
+             to the URL to say so"
+        )),
+    }
+}
+
+/// `localhost` or a loopback address.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn target_of(config: &Config) -> String {

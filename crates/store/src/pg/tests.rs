@@ -410,3 +410,33 @@ fn counter_windows_and_expiries_are_on_the_database_clock() {
         "{heartbeat} {now}"
     );
 }
+
+#[test]
+fn a_remote_host_needs_an_explicit_sslmode_disable() {
+    for url in [
+        "postgres://u@db.internal/p",
+        "postgres://u@10.0.0.5:5432/p?sslmode=prefer",
+        "postgres://u@localhost,db.internal/p",
+    ] {
+        let text = parse_url(url).unwrap_err().to_string();
+        assert!(text.contains("would not be encrypted"), "{url}: {text}");
+        assert!(text.contains("sslmode=disable"), "{url}: {text}");
+    }
+    let text = parse_url("postgres://u@db.internal/p?sslmode=require")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("sslmode=require") && text.contains("without TLS"),
+        "{text}"
+    );
+    for url in [
+        "postgres://u@db.internal/p?sslmode=disable",
+        "postgres://u@localhost/p",
+        "postgres://u@LOCALHOST:5433/p",
+        "postgres://u@127.0.0.1/p",
+        "postgres://u@[::1]:5432/p",
+        "postgres://u@%2Fvar%2Frun%2Fpostgresql/p",
+    ] {
+        assert!(parse_url(url).is_ok(), "{url}");
+    }
+}

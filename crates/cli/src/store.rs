@@ -25,7 +25,7 @@ use crate::policy_file::DEFAULT_POLICY;
 ///   portcullis store check --policy team.yaml
 ///   PORTCULLIS_STORE=postgres://portcullis:$PW@localhost/portcullis portcullis store migrate
 ///   portcullis store copy --from .portcullis --to postgres://portcullis@localhost/portcullis
-///   portcullis store copy --from portcullis.yaml --to 'postgres://portcullis@db.internal/portcullis?sslmode=disable'
+///   portcullis store copy --from team.yaml --to 'postgres://gw@db.lan/gw?sslmode=disable'
 ///
 /// EXIT STATUS: 0 done, or (check) the schema is current; 1 (check) the database needs
 /// `migrate` or was migrated by a newer portcullis; 2 usage or runtime error (a malformed URL,

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::compile::cond::{Cond, Test};
 use crate::eval::Scope;
-use crate::eval::args::{ArgLookup, DeclaredGroup};
+use crate::eval::args::{ArgLookup, DeclaredGroup, argument};
 use crate::model::{ArgKind, JsonType};
 use crate::normalize::path::is_under;
 use crate::normalize::secret::has_secret;
@@ -461,7 +461,7 @@ pub(crate) fn eval_declared(c: &Cond, scope: &Scope<'_>, group: DeclaredGroup) -
         .args
         .iter()
         .filter(|(_, kind)| group.includes(**kind))
-        .filter_map(|(name, _)| scope.call.arguments.get(name))
+        .filter_map(|(name, _)| argument(&scope.call.arguments, name))
         .flat_map(|v| match v {
             Value::Array(items) => items.as_slice(),
             other => std::slice::from_ref(other),

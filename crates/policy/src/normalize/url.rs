@@ -186,8 +186,8 @@ fn rfc3986_split<'a>(
     raw: &'a str,
     memo: Option<(&str, &'a UrlHost)>,
 ) -> Result<RfcSplit<'a>, Uncertain> {
-    let (scheme, rest) = raw
-        .split_once(':')
+    // Every delimiter below is ASCII: byte searches find the same places as `char` ones.
+    let (scheme, rest) = split_at_byte(raw, b':')
         .ok_or_else(|| Uncertain::new(format!("url `{}` has no scheme", shown(raw))))?;
     let mut scheme_chars = scheme.chars();
     let valid_scheme = scheme_chars.next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -217,25 +217,24 @@ fn rfc3986_split<'a>(
     };
 
     let end = after_slashes
-        .find(['/', '?', '#'])
+        .bytes()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
         .unwrap_or(after_slashes.len());
     let (authority, tail) = after_slashes.split_at(end);
-    if authority.matches('@').count() > 1 {
+    if authority.bytes().filter(|&b| b == b'@').count() > 1 {
         return Err(Uncertain::new(format!(
             "url `{}` has more than one `@` in its authority, and parsers disagree on which one ends the user info",
             shown(raw)
         )));
     }
     // `http://evil.com#@127.0.0.1`: naive filters and some parsers take the host after the `@`.
-    if (tail.starts_with('?') || tail.starts_with('#')) && tail.contains('@') {
+    if (tail.starts_with('?') || tail.starts_with('#')) && tail.bytes().any(|b| b == b'@') {
         return Err(Uncertain::new(format!(
             "url `{}` has an `@` in the query or fragment right after its host, where some parsers read the host",
             shown(raw)
         )));
     }
-    let hostport = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, hostport)| hostport);
+    let hostport = rsplit_at_byte(authority, b'@').map_or(authority, |(_, hostport)| hostport);
     let (host_text, port_text) = split_host_port(hostport, raw)?;
     let host = if host_text.is_empty() {
         RfcHost::None
@@ -285,6 +284,18 @@ fn until_query_or_fragment(s: &str) -> &str {
     s.get(..end).unwrap_or(s)
 }
 
+/// `s.split_once(c)` for an ASCII `c`, by a byte search.
+fn split_at_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let at = s.bytes().position(|b| b == c)?;
+    Some((s.get(..at)?, s.get(at.checked_add(1)?..)?))
+}
+
+/// `s.rsplit_once(c)` for an ASCII `c`, by a byte search.
+fn rsplit_at_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let at = s.bytes().rposition(|b| b == c)?;
+    Some((s.get(..at)?, s.get(at.checked_add(1)?..)?))
+}
+
 /// Split `host[:port]` or `[v6]:port`.
 fn split_host_port<'a>(hostport: &'a str, raw: &str) -> Result<(&'a str, &'a str), Uncertain> {
     if hostport.starts_with('[') {
@@ -304,7 +315,7 @@ fn split_host_port<'a>(hostport: &'a str, raw: &str) -> Result<(&'a str, &'a str
             ))),
         };
     }
-    Ok(hostport.rsplit_once(':').unwrap_or((hostport, "")))
+    Ok(rsplit_at_byte(hostport, b':').unwrap_or((hostport, "")))
 }
 
 /// Classify a host as a resolver would: percent-decoded, lower-case, without a trailing dot, an

@@ -10,9 +10,7 @@ use url::{Host, Url};
 use super::super::Uncertain;
 use super::super::ip::{is_private_ip, parse_lenient_ip};
 use super::super::path::{hex_value, is_invisible, shown};
-use super::{
-    UrlHost, UrlReading, default_port, is_dns_name, is_special, require_host, split_host_port,
-};
+use super::{UrlHost, UrlReading, default_port, is_dns_name, is_special, require_host};
 
 pub(super) fn url_readings(raw: &str) -> Result<Vec<UrlReading>, Uncertain> {
     if raw.is_empty() {
@@ -178,6 +176,28 @@ fn rfc3986_reading(raw: &str, memo: Option<&(String, UrlHost)>) -> Result<UrlRea
 
 fn until_query_or_fragment(s: &str) -> &str {
     s.split(['?', '#']).next().unwrap_or(s)
+}
+
+/// Split `host[:port]` or `[v6]:port`.
+fn split_host_port<'a>(hostport: &'a str, raw: &str) -> Result<(&'a str, &'a str), Uncertain> {
+    if hostport.starts_with('[') {
+        let close = hostport.find(']').ok_or_else(|| {
+            Uncertain::new(format!(
+                "url `{}` has an unclosed `[` in its host",
+                shown(raw)
+            ))
+        })?;
+        let (host, after) = hostport.split_at(close.saturating_add(1));
+        return match after.strip_prefix(':') {
+            Some(port) => Ok((host, port)),
+            None if after.is_empty() => Ok((host, "")),
+            None => Err(Uncertain::new(format!(
+                "url `{}` has text after its ipv6 host",
+                shown(raw)
+            ))),
+        };
+    }
+    Ok(hostport.rsplit_once(':').unwrap_or((hostport, "")))
 }
 
 /// Classify a host as a resolver would: percent-decoded, lower-case, without a trailing dot, an

@@ -417,6 +417,19 @@ fn fast_form_equals_plain_form_on_edge_cases() {
         "http://example.com",
         "ws://example.com",
         "git+ssh://git@example.com:22/x",
+        "http://a_b.example/",
+        "http://a.0x1/",
+        "http://a.0x/",
+        "http://a.0xg/",
+        "http://a.123/",
+        "http://a.0/",
+        "http://a.017/",
+        "http://a.08/",
+        "http://xn--a.com/",
+        "http://a.xn--nxasmq6b/",
+        "http://-a-.b-/",
+        "foo://a.0x1/",
+        "http://1a.2b/",
     ] {
         assert_eq!(url_readings(raw), reference::url_readings(raw), "`{raw}`");
     }
@@ -585,6 +598,8 @@ mod properties {
             r"[a-zA-Z0-9.%_\-]{0,16}",
             r"(xn--)?[a-z0-9\-]{1,8}(\.[a-zA-Z0-9]{1,6}){0,3}\.?",
             r"[0-9x.]{1,12}",
+            r"([a-z0-9_\-]{1,5}\.){0,3}(xn--[a-z0-9]{0,4}|0x[0-9a-f]{0,3}|0[0-7]{0,3}|[0-9]{1,4}|[a-z0-9_\-]{1,5})\.?",
+            r"([a-z0-9_\-]{0,4}\.){0,2}xn--[a-z0-9\-]{0,6}(\.[a-z]{1,3})?",
         ]
     }
 

@@ -360,6 +360,11 @@ fn classify_host(text: &str, raw: &str) -> Result<UrlHost, Uncertain> {
     if let Some(ip) = parse_lenient_ip(name) {
         return Ok(UrlHost::Ip(ip));
     }
+    // A name that is already what `Host::parse` would make of it (lower-case LDH labels, none
+    // of them punycode, the last not a number) is returned as it is, without the IDNA pass.
+    if is_canonical_dns_name(name) {
+        return Ok(UrlHost::Name(name.to_owned()));
+    }
     match Host::parse(name).map_err(|_| invalid())? {
         Host::Domain(mut domain) => {
             if domain.ends_with('.') {
@@ -420,6 +425,20 @@ fn is_dns_name(name: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         })
+}
+
+/// Whether `Host::parse` returns `name` itself as a domain, which then passes [`is_dns_name`]:
+/// true for a DNS name whose labels are lower-case ASCII letters, digits, `-` and `_` (for
+/// these, IDNA's mapping is the identity and the URL deny list forbids none), none starting
+/// with `xn--` (those are decoded and checked as punycode), and whose last label is not a
+/// number (WHATWG "ends in a number": all digits, or `0x` and hex digits, would be read as an
+/// IPv4 address). Property tests check the shortcut against the full parse.
+fn is_canonical_dns_name(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    is_dns_name(name)
+        && !name.split('.').any(|label| label.starts_with("xn--"))
+        && !last.starts_with("0x")
+        && !last.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Schemes whose URLs always name a host to connect to.

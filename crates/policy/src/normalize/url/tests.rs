@@ -479,6 +479,32 @@ fn private_names_are_found_in_any_case_without_a_copy() {
     assert!(!host_is_private(&UrlHost::Name("Docs.RS".to_owned())));
 }
 
+#[test]
+fn canonical_dns_names_skip_the_idna_pass_only_when_it_changes_nothing() {
+    for n in ["docs.rs", "a_b.example", "-a-.b-", "1a.2b", "a.08b", "x"] {
+        assert!(is_canonical_dns_name(n), "{n}");
+    }
+    // Upper case, punycode labels, a last label that WHATWG reads as a number (or, to keep the
+    // test simple, any last label starting `0x`), empty labels: these take the full parse.
+    for n in [
+        "a.0xg",
+        "Docs.rs",
+        "xn--a.com",
+        "a.xn--b",
+        "a.0x1",
+        "a.0x",
+        "a.123",
+        "a.0",
+        "a..b",
+        "a.",
+        "",
+        "a%41.com",
+        "bücher.de",
+    ] {
+        assert!(!is_canonical_dns_name(n), "{n}");
+    }
+}
+
 mod properties {
     use proptest::prelude::*;
 

@@ -34,6 +34,24 @@ pub(crate) struct GlobTest {
     /// For other strings: `*` matches anything.
     pub(crate) text_exact: GlobSet,
     pub(crate) text_folded: GlobSet,
+    /// Whether the folded sets match exactly what the exact sets match on a value with no
+    /// upper-case letter and no non-ASCII character (see [`folding_is_moot`]), so that for such
+    /// a value only the exact set needs to run.
+    pub(crate) fold_moot_on_lower_ascii: bool,
+}
+
+/// Whether case-insensitive matching of `patterns` can differ from exact matching only on
+/// values with an upper-case ASCII letter or a non-ASCII character: true when every pattern is
+/// ASCII with no upper-case letter and no `[` class. Then each literal character of a pattern
+/// is a lower-case letter or a character without case, which case-insensitively also matches
+/// only its upper-case form and, for `k` and `s`, the non-ASCII `K` (Kelvin) and `ſ`; the
+/// wildcards (`*`, `?`, `**`, `{a,b}` alternatives) do not depend on case. A class is left out
+/// because a range such as `[0-_]` spans upper-case letters without spelling one.
+pub(crate) fn folding_is_moot(patterns: &[String]) -> bool {
+    patterns.iter().all(|p| {
+        p.bytes()
+            .all(|b| b.is_ascii() && !b.is_ascii_uppercase() && b != b'[')
+    })
 }
 
 /// `under` bases, normalized, and their lower-case forms for the case-folded comparison
@@ -99,7 +117,11 @@ impl Test {
     }
 }
 
-fn glob_set(patterns: &[String], literal_separator: bool, fold: bool) -> Result<GlobSet, String> {
+pub(crate) fn glob_set(
+    patterns: &[String],
+    literal_separator: bool,
+    fold: bool,
+) -> Result<GlobSet, String> {
     let mut builder = GlobSetBuilder::new();
     for p in patterns {
         let glob = GlobBuilder::new(p)
@@ -158,6 +180,7 @@ pub(crate) fn compile_cond(spec: &CondSpec) -> Result<Cond, String> {
             path_folded: glob_set(&patterns, true, true)?,
             text_exact: glob_set(&patterns, false, false)?,
             text_folded: glob_set(&patterns, false, true)?,
+            fold_moot_on_lower_ascii: folding_is_moot(&patterns),
         })));
     }
     if let Some(source) = &spec.regex {

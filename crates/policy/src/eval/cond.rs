@@ -177,6 +177,11 @@ pub(crate) fn lower(s: &str) -> Cow<'_, str> {
 
 /// Compare a string both exactly and case-folded: a value that differs only by case is a
 /// different reading on a case-insensitive filesystem or service, so the two must agree.
+/// ASCII without an upper-case letter.
+fn is_lower_ascii(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+}
+
 fn dual(exact: bool, folded: bool) -> Tri {
     Tri::all_or_none([Tri::from_bool(exact), Tri::from_bool(folded)])
 }
@@ -231,6 +236,17 @@ fn eval_test(
         },
         Test::Glob(g) => with_string(elem, kind, scope, label, &mistyped, |s, is_path| {
             let candidate = Candidate::new(s);
+            // Most values (paths above all) have no upper-case letter and are ASCII: for them
+            // the folded set matches what the exact set matches (`folding_is_moot`), so its
+            // answer is known without running it.
+            if g.fold_moot_on_lower_ascii && is_lower_ascii(s) {
+                let exact = if is_path {
+                    g.path_exact.is_match_candidate(&candidate)
+                } else {
+                    g.text_exact.is_match_candidate(&candidate)
+                };
+                return dual(exact, exact);
+            }
             if is_path {
                 dual(
                     g.path_exact.is_match_candidate(&candidate),

@@ -54,6 +54,30 @@ pub(crate) fn folding_is_moot(patterns: &[String]) -> bool {
     })
 }
 
+/// `host` patterns (lower-cased), matched case-insensitively.
+#[derive(Clone, Debug)]
+pub(crate) struct HostTest {
+    pub(crate) set: GlobSet,
+    /// The patterns themselves when none has a glob metacharacter and all are ASCII: then the
+    /// set matches a name that is ASCII without upper-case letters (every DNS name and IP
+    /// address a URL reading gives) exactly when the name equals a pattern, so a comparison
+    /// answers for it (see [`is_literal_ascii_glob`]).
+    pub(crate) literals: Option<Vec<String>>,
+}
+
+/// Whether a lower-cased pattern is ASCII with no glob metacharacter (`*`, `?`, `[`, `]`, `{`,
+/// `}`, `,` or the escape `\`). Such a pattern compiles to an anchored literal, which,
+/// case-insensitively, matches a character of a value with no upper-case letter and no
+/// non-ASCII character only when it is the same character (the case-insensitive forms of a
+/// lower-case letter are upper-case or, for `k` and `s`, non-ASCII).
+pub(crate) fn is_literal_ascii_glob(pattern: &str) -> bool {
+    pattern.bytes().all(|b| {
+        b.is_ascii()
+            && !b.is_ascii_uppercase()
+            && !matches!(b, b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b',' | b'\\')
+    })
+}
+
 /// `under` bases, normalized, and their lower-case forms for the case-folded comparison
 /// (lowered here once instead of for every reading of every call).
 #[derive(Clone, Debug)]
@@ -78,7 +102,7 @@ pub(crate) enum Test {
     Glob(Box<GlobTest>),
     Regex(Box<RegexTest>),
     Under(Box<UnderTest>),
-    Host(GlobSet),
+    Host(Box<HostTest>),
     PrivateAddress(bool),
     Scheme(Vec<String>),
     Port(Vec<u16>),
@@ -220,7 +244,11 @@ pub(crate) fn compile_cond(spec: &CondSpec) -> Result<Cond, String> {
             return Err("`host` is empty; list at least one host pattern".to_owned());
         }
         let set = glob_set(&patterns, false, true)?;
-        tests.push(Test::Host(set));
+        let literals = patterns
+            .iter()
+            .all(|p| is_literal_ascii_glob(p))
+            .then(|| patterns.clone());
+        tests.push(Test::Host(Box::new(HostTest { set, literals })));
     }
     if let Some(b) = spec.private_address {
         tests.push(Test::PrivateAddress(b));

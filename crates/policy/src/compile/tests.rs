@@ -456,7 +456,7 @@ mod glob_folding {
     use globset::Candidate;
     use proptest::prelude::*;
 
-    use crate::compile::cond::{folding_is_moot, glob_set};
+    use crate::compile::cond::{folding_is_moot, glob_set, is_literal_ascii_glob};
 
     fn sets(patterns: &[String]) -> Option<[globset::GlobSet; 4]> {
         Some([
@@ -527,7 +527,69 @@ mod glob_folding {
         assert!(!pe.is_match_candidate(&c) && pf.is_match_candidate(&c));
     }
 
+    #[test]
+    fn literal_host_patterns_are_ascii_without_metacharacters() {
+        for p in [
+            "169.254.169.254",
+            "metadata.google.internal",
+            "::1",
+            "a-b_c",
+            "fe80::1%eth0",
+        ] {
+            assert!(is_literal_ascii_glob(p), "{p}");
+        }
+        for p in [
+            "*.internal",
+            "a?b",
+            "[::1]",
+            "{a,b}",
+            "a,b",
+            "a\\b",
+            "bücher.de",
+            "Docs.rs",
+        ] {
+            assert!(!is_literal_ascii_glob(p), "{p}");
+        }
+        let patterns = vec![
+            "169.254.169.254".to_owned(),
+            "metadata.google.internal".to_owned(),
+        ];
+        let Ok(set) = glob_set(&patterns, false, true) else {
+            panic!("the patterns compile");
+        };
+        for (name, expected) in [
+            ("169.254.169.254", true),
+            ("metadata.google.internal", true),
+            ("metadata.google.internal.evil", false),
+            ("169.254.169.2540", false),
+            ("", false),
+        ] {
+            assert_eq!(set.is_match(name), expected, "{name}");
+            assert_eq!(patterns.iter().any(|p| p == name), expected, "{name}");
+        }
+    }
+
     proptest! {
+        // The shortcut of `host`: literal ASCII patterns (lower-cased, as compiled) against a
+        // lower-case ASCII name answer by equality exactly when the case-insensitive set does.
+        #[test]
+        fn literal_host_patterns_match_by_equality(
+            patterns in prop::collection::vec(r"[ks0-9a-f.:%_\-]{1,8}", 1..4),
+            other in r"[ksKS0-9a-f.:%_\-]{0,8}",
+            pick in any::<prop::sample::Index>(),
+            take_pattern in any::<bool>(),
+        ) {
+            let patterns: Vec<String> = patterns.iter().map(|p| p.to_ascii_lowercase()).collect();
+            prop_assume!(patterns.iter().all(|p| is_literal_ascii_glob(p)));
+            let Ok(set) = glob_set(&patterns, false, true) else {
+                return Ok(());
+            };
+            let name = if take_pattern { pick.get(&patterns).clone() } else { other };
+            if name.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+                prop_assert_eq!(patterns.contains(&name), set.is_match(&name), "{}", name);
+            }
+        }
+
         // The shortcut in `eval_test`: when `folding_is_moot` holds and the value is ASCII
         // without upper-case letters, the folded sets answer what the exact sets answer. The
         // alphabet has `k` and `s` (whose case-insensitive forms include non-ASCII letters),

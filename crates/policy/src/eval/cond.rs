@@ -279,11 +279,19 @@ fn eval_test(
                 dual(exact, folded)
             })
         }
-        Test::Host(set) => over_urls(elem, scope, label, &mistyped, |r| match &r.host {
-            None => Tri::False,
-            Some(UrlHost::Name(n)) => Tri::from_bool(set.is_match(n)),
-            Some(UrlHost::Ip(ip)) => Tri::from_bool(set.is_match(ip.to_string())),
-        }),
+        Test::Host(h) => {
+            let matches = |name: &str| match &h.literals {
+                // Literal ASCII patterns against an ASCII lower-case name: the set's answer is
+                // equality (`is_literal_ascii_glob`).
+                Some(literals) if is_lower_ascii(name) => literals.iter().any(|p| p == name),
+                _ => h.set.is_match(name),
+            };
+            over_urls(elem, scope, label, &mistyped, |r| match &r.host {
+                None => Tri::False,
+                Some(UrlHost::Name(n)) => Tri::from_bool(matches(n)),
+                Some(UrlHost::Ip(ip)) => Tri::from_bool(matches(&ip.to_string())),
+            })
+        }
         Test::PrivateAddress(expected) => {
             over_urls(elem, scope, label, &mistyped, |r| match &r.host {
                 None => Tri::False,

@@ -310,6 +310,10 @@ fn evaluate_inner(
     result
 }
 
+/// Added to the reason of an approval rule that only possibly holds, and so denies.
+const UNCERTAIN_APPROVAL_NOTE: &str =
+    "; a condition is uncertain, so denied rather than asking a human";
+
 /// A rule's contribution: its own decision, or `deny` for an approval rule that only possibly
 /// holds.
 #[derive(Clone, Copy)]
@@ -338,8 +342,25 @@ fn combine(
     };
     let contributors = || contributions.iter().map(|c| c.rule);
     let rules: Vec<String> = contributors().map(|r| r.id.clone()).collect();
-    // Built in one string: `id: reason` or `id (decision)` per contributor, `; ` between.
-    let mut reason = String::new();
+    // Built in one string: `id: reason` or `id (decision)` per contributor, `; ` between,
+    // allocated once at its final length rather than grown push by push.
+    let reason_len = contributions.iter().fold(0usize, |len, c| {
+        let r = c.rule;
+        let said = match &r.reason {
+            Some(why) => why.len().saturating_add(2),
+            None => r.decision.as_str().len().saturating_add(3),
+        };
+        let uncertain = if c.decision == r.decision {
+            0
+        } else {
+            UNCERTAIN_APPROVAL_NOTE.len()
+        };
+        len.saturating_add(2)
+            .saturating_add(r.id.len())
+            .saturating_add(said)
+            .saturating_add(uncertain)
+    });
+    let mut reason = String::with_capacity(reason_len);
     for (i, c) in contributions.iter().enumerate() {
         let r = c.rule;
         if i > 0 {
@@ -358,7 +379,7 @@ fn combine(
             }
         }
         if c.decision != r.decision {
-            reason.push_str("; a condition is uncertain, so denied rather than asking a human");
+            reason.push_str(UNCERTAIN_APPROVAL_NOTE);
         }
     }
     let public_reason = contributors()

@@ -34,6 +34,48 @@ pub(crate) struct GlobTest {
     /// For other strings: `*` matches anything.
     pub(crate) text_exact: GlobSet,
     pub(crate) text_folded: GlobSet,
+    /// Whether the folded sets match exactly what the exact sets match on a value with no
+    /// upper-case letter and no non-ASCII character (see [`folding_is_moot`]), so that for such
+    /// a value only the exact set needs to run.
+    pub(crate) fold_moot_on_lower_ascii: bool,
+}
+
+/// Whether case-insensitive matching of `patterns` can differ from exact matching only on
+/// values with an upper-case ASCII letter or a non-ASCII character: true when every pattern is
+/// ASCII with no upper-case letter and no `[` class. Then each literal character of a pattern
+/// is a lower-case letter or a character without case, which case-insensitively also matches
+/// only its upper-case form and, for `k` and `s`, the non-ASCII `K` (Kelvin) and `ſ`; the
+/// wildcards (`*`, `?`, `**`, `{a,b}` alternatives) do not depend on case. A class is left out
+/// because a range such as `[0-_]` spans upper-case letters without spelling one.
+pub(crate) fn folding_is_moot(patterns: &[String]) -> bool {
+    patterns.iter().all(|p| {
+        p.bytes()
+            .all(|b| b.is_ascii() && !b.is_ascii_uppercase() && b != b'[')
+    })
+}
+
+/// `host` patterns (lower-cased), matched case-insensitively.
+#[derive(Clone, Debug)]
+pub(crate) struct HostTest {
+    pub(crate) set: GlobSet,
+    /// The patterns themselves when none has a glob metacharacter and all are ASCII: then the
+    /// set matches a name that is ASCII without upper-case letters (every DNS name and IP
+    /// address a URL reading gives) exactly when the name equals a pattern, so a comparison
+    /// answers for it (see [`is_literal_ascii_glob`]).
+    pub(crate) literals: Option<Vec<String>>,
+}
+
+/// Whether a lower-cased pattern is ASCII with no glob metacharacter (`*`, `?`, `[`, `]`, `{`,
+/// `}`, `,` or the escape `\`). Such a pattern compiles to an anchored literal, which,
+/// case-insensitively, matches a character of a value with no upper-case letter and no
+/// non-ASCII character only when it is the same character (the case-insensitive forms of a
+/// lower-case letter are upper-case or, for `k` and `s`, non-ASCII).
+pub(crate) fn is_literal_ascii_glob(pattern: &str) -> bool {
+    pattern.bytes().all(|b| {
+        b.is_ascii()
+            && !b.is_ascii_uppercase()
+            && !matches!(b, b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b',' | b'\\')
+    })
 }
 
 /// `under` bases, normalized, and their lower-case forms for the case-folded comparison
@@ -60,7 +102,7 @@ pub(crate) enum Test {
     Glob(Box<GlobTest>),
     Regex(Box<RegexTest>),
     Under(Box<UnderTest>),
-    Host(GlobSet),
+    Host(Box<HostTest>),
     PrivateAddress(bool),
     Scheme(Vec<String>),
     Port(Vec<u16>),
@@ -99,7 +141,11 @@ impl Test {
     }
 }
 
-fn glob_set(patterns: &[String], literal_separator: bool, fold: bool) -> Result<GlobSet, String> {
+pub(crate) fn glob_set(
+    patterns: &[String],
+    literal_separator: bool,
+    fold: bool,
+) -> Result<GlobSet, String> {
     let mut builder = GlobSetBuilder::new();
     for p in patterns {
         let glob = GlobBuilder::new(p)
@@ -158,6 +204,7 @@ pub(crate) fn compile_cond(spec: &CondSpec) -> Result<Cond, String> {
             path_folded: glob_set(&patterns, true, true)?,
             text_exact: glob_set(&patterns, false, false)?,
             text_folded: glob_set(&patterns, false, true)?,
+            fold_moot_on_lower_ascii: folding_is_moot(&patterns),
         })));
     }
     if let Some(source) = &spec.regex {
@@ -197,7 +244,11 @@ pub(crate) fn compile_cond(spec: &CondSpec) -> Result<Cond, String> {
             return Err("`host` is empty; list at least one host pattern".to_owned());
         }
         let set = glob_set(&patterns, false, true)?;
-        tests.push(Test::Host(set));
+        let literals = patterns
+            .iter()
+            .all(|p| is_literal_ascii_glob(p))
+            .then(|| patterns.clone());
+        tests.push(Test::Host(Box::new(HostTest { set, literals })));
     }
     if let Some(b) = spec.private_address {
         tests.push(Test::PrivateAddress(b));

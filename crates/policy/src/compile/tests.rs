@@ -451,3 +451,178 @@ fn disabled_rules_are_validated_but_not_compiled() {
         Some("`under` takes absolute directories such as `/workspace`"),
     );
 }
+
+mod glob_folding {
+    use globset::Candidate;
+    use proptest::prelude::*;
+
+    use crate::compile::cond::{folding_is_moot, glob_set, is_literal_ascii_glob};
+
+    fn sets(patterns: &[String]) -> Option<[globset::GlobSet; 4]> {
+        Some([
+            glob_set(patterns, true, false).ok()?,
+            glob_set(patterns, true, true).ok()?,
+            glob_set(patterns, false, false).ok()?,
+            glob_set(patterns, false, true).ok()?,
+        ])
+    }
+
+    #[test]
+    fn folding_is_moot_only_for_lower_case_ascii_patterns_without_classes() {
+        let moot =
+            |ps: &[&str]| folding_is_moot(&ps.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>());
+        assert!(moot(&[
+            "**/.env",
+            "**/.ssh/**",
+            "**/*.pem",
+            "**/id_rsa*",
+            "{a,b}/?.k"
+        ]));
+        assert!(!moot(&["**/.env", "**/.ENV"]));
+        assert!(!moot(&["**/[a-z].env"]));
+        assert!(!moot(&["[0-_]"]));
+        assert!(!moot(&["**/ſecret"]));
+    }
+
+    #[test]
+    fn folded_and_exact_sets_agree_on_lower_ascii_values_for_the_realistic_patterns() {
+        let patterns: Vec<String> = [
+            "**/.env",
+            "**/.ssh/**",
+            "**/.aws/**",
+            "**/*.pem",
+            "**/id_rsa*",
+        ]
+        .iter()
+        .map(|p| (*p).to_owned())
+        .collect();
+        let Some([pe, pf, te, tf]) = sets(&patterns) else {
+            panic!("the patterns compile");
+        };
+        for value in [
+            "/workspace/.env",
+            "/workspace/src/lib.rs",
+            "/home/u/.ssh/id_rsa",
+            "/a/k.pem",
+            "/a/.aws/credentials",
+            "",
+            "/",
+            "id_rsa.pub",
+            "/x/.envs",
+        ] {
+            let c = Candidate::new(value);
+            assert_eq!(
+                pe.is_match_candidate(&c),
+                pf.is_match_candidate(&c),
+                "{value}"
+            );
+            assert_eq!(
+                te.is_match_candidate(&c),
+                tf.is_match_candidate(&c),
+                "{value}"
+            );
+        }
+        // Where the folded set does differ, the value is not lower-case ASCII.
+        let c = Candidate::new("/workspace/.ENV");
+        assert!(!pe.is_match_candidate(&c) && pf.is_match_candidate(&c));
+    }
+
+    #[test]
+    fn literal_host_patterns_are_ascii_without_metacharacters() {
+        for p in [
+            "169.254.169.254",
+            "metadata.google.internal",
+            "::1",
+            "a-b_c",
+            "fe80::1%eth0",
+        ] {
+            assert!(is_literal_ascii_glob(p), "{p}");
+        }
+        for p in [
+            "*.internal",
+            "a?b",
+            "[::1]",
+            "{a,b}",
+            "a,b",
+            "a\\b",
+            "bücher.de",
+            "Docs.rs",
+        ] {
+            assert!(!is_literal_ascii_glob(p), "{p}");
+        }
+        let patterns = vec![
+            "169.254.169.254".to_owned(),
+            "metadata.google.internal".to_owned(),
+        ];
+        let Ok(set) = glob_set(&patterns, false, true) else {
+            panic!("the patterns compile");
+        };
+        for (name, expected) in [
+            ("169.254.169.254", true),
+            ("metadata.google.internal", true),
+            ("metadata.google.internal.evil", false),
+            ("169.254.169.2540", false),
+            ("", false),
+        ] {
+            assert_eq!(set.is_match(name), expected, "{name}");
+            assert_eq!(patterns.iter().any(|p| p == name), expected, "{name}");
+        }
+    }
+
+    proptest! {
+        // The shortcut of `host`: literal ASCII patterns (lower-cased, as compiled) against a
+        // lower-case ASCII name answer by equality exactly when the case-insensitive set does.
+        #[test]
+        fn literal_host_patterns_match_by_equality(
+            patterns in prop::collection::vec(r"[ks0-9a-f.:%_\-]{1,8}", 1..4),
+            other in r"[ksKS0-9a-f.:%_\-]{0,8}",
+            pick in any::<prop::sample::Index>(),
+            take_pattern in any::<bool>(),
+        ) {
+            let patterns: Vec<String> = patterns.iter().map(|p| p.to_ascii_lowercase()).collect();
+            prop_assume!(patterns.iter().all(|p| is_literal_ascii_glob(p)));
+            let Ok(set) = glob_set(&patterns, false, true) else {
+                return Ok(());
+            };
+            let name = if take_pattern { pick.get(&patterns).clone() } else { other };
+            if name.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+                prop_assert_eq!(patterns.contains(&name), set.is_match(&name), "{}", name);
+            }
+        }
+
+        // The shortcut in `eval_test`: when `folding_is_moot` holds and the value is ASCII
+        // without upper-case letters, the folded sets answer what the exact sets answer. The
+        // alphabet has `k` and `s` (whose case-insensitive forms include non-ASCII letters),
+        // separators, dots and every wildcard, so values often match.
+        #[test]
+        fn folded_sets_agree_with_exact_ones_when_folding_is_moot(
+            patterns in prop::collection::vec(r"[aks.\-/*?{},\\]{0,8}", 1..4),
+            value in r"[aksAKS./\-]{0,10}",
+        ) {
+            prop_assume!(folding_is_moot(&patterns));
+            let Some([pe, pf, te, tf]) = sets(&patterns) else {
+                return Ok(());
+            };
+            let lower_ascii = value.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase());
+            let c = Candidate::new(&value);
+            if lower_ascii {
+                prop_assert_eq!(pe.is_match_candidate(&c), pf.is_match_candidate(&c));
+                prop_assert_eq!(te.is_match_candidate(&c), tf.is_match_candidate(&c));
+            }
+        }
+
+        #[test]
+        fn folded_sets_agree_on_lower_ascii_paths_for_path_like_patterns(
+            patterns in prop::collection::vec(r"(\*\*/)?[a-z0-9_.\-]{0,4}(\*|\?)?[a-z0-9_.\-]{0,4}(/\*\*)?", 1..5),
+            value in r"(/[a-z0-9_.\-]{0,6}){0,4}",
+        ) {
+            prop_assume!(folding_is_moot(&patterns));
+            let Some([pe, pf, te, tf]) = sets(&patterns) else {
+                return Ok(());
+            };
+            let c = Candidate::new(&value);
+            prop_assert_eq!(pe.is_match_candidate(&c), pf.is_match_candidate(&c));
+            prop_assert_eq!(te.is_match_candidate(&c), tf.is_match_candidate(&c));
+        }
+    }
+}

@@ -38,6 +38,20 @@ pub(crate) fn folds_to(k: &str, folded: &str) -> bool {
     }
 }
 
+/// Arguments objects with at most this many keys are searched in order rather than hashed.
+const SCAN_KEYS_UP_TO: usize = 8;
+
+/// `args.get(name)`, without hashing the name when the object is small (a tool call has a
+/// handful of arguments): `serde_json`'s ordered map hashes every lookup with SipHash, which
+/// costs more than comparing a few short keys. Keys are unique, so both find the same value.
+pub(crate) fn argument<'a>(args: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if args.len() <= SCAN_KEYS_UP_TO {
+        args.iter().find_map(|(k, v)| (k == name).then_some(v))
+    } else {
+        args.get(name)
+    }
+}
+
 impl<'a> ArgLookup<'a> {
     pub(crate) fn find(arg: &ArgRef, args: &'a Map<String, Value>, facts: &ToolFacts<'_>) -> Self {
         if let ToolFacts::Ambiguous(keys) = facts {
@@ -53,7 +67,7 @@ impl<'a> ArgLookup<'a> {
                         "the call carries `{alias}`, which a server may read as `{name}`"
                     ));
                 }
-                match args.get(name) {
+                match argument(args, name) {
                     Some(v) => ArgLookup::Present(v, facts.arg_kind(name)),
                     None => ArgLookup::Absent,
                 }
@@ -79,13 +93,13 @@ fn pointer_get<'a>(
     let Some(first) = parts.next() else {
         return Ok(None);
     };
-    let mut current = match args.get(&first) {
+    let mut current = match argument(args, &first) {
         Some(v) => v,
         None => return Ok(None),
     };
     for part in parts {
         current = match current {
-            Value::Object(map) => match map.get(&part) {
+            Value::Object(map) => match argument(map, &part) {
                 Some(v) => v,
                 None => return Ok(None),
             },
@@ -150,7 +164,7 @@ pub(crate) fn declared_type_problem(
         }
     }
     for (name, kind) in &spec.args {
-        if let Some(v) = args.get(name)
+        if let Some(v) = argument(args, name)
             && !fits(*kind, v)
         {
             return Some(format!(
@@ -182,6 +196,34 @@ impl DeclaredGroup {
         match self {
             DeclaredGroup::Paths => ArgKind::Path,
             DeclaredGroup::Urls => ArgKind::Url,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    use super::argument;
+
+    proptest! {
+        // The scan of small objects against the hashed lookup it stands for, on objects below,
+        // at and above the scan limit, with names present and absent, in any case.
+        #[test]
+        fn argument_finds_what_get_finds(
+            keys in prop::collection::vec("[a-cA-C_]{0,3}", 0..14),
+            name in "[a-cA-C_]{0,3}",
+        ) {
+            let args: Map<String, Value> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.clone(), Value::from(i)))
+                .collect();
+            prop_assert_eq!(argument(&args, &name), args.get(&name));
+            for k in args.keys() {
+                prop_assert_eq!(argument(&args, k), args.get(k));
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::compile::cond::{Cond, Test};
 use crate::eval::Scope;
-use crate::eval::args::{ArgLookup, DeclaredGroup};
+use crate::eval::args::{ArgLookup, DeclaredGroup, argument};
 use crate::model::{ArgKind, JsonType};
 use crate::normalize::path::is_under;
 use crate::normalize::secret::has_secret;
@@ -175,6 +175,11 @@ pub(crate) fn lower(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// ASCII without an upper-case letter.
+fn is_lower_ascii(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+}
+
 /// Compare a string both exactly and case-folded: a value that differs only by case is a
 /// different reading on a case-insensitive filesystem or service, so the two must agree.
 fn dual(exact: bool, folded: bool) -> Tri {
@@ -231,6 +236,17 @@ fn eval_test(
         },
         Test::Glob(g) => with_string(elem, kind, scope, label, &mistyped, |s, is_path| {
             let candidate = Candidate::new(s);
+            // Most values (paths above all) have no upper-case letter and are ASCII: for them
+            // the folded set matches what the exact set matches (`folding_is_moot`), so its
+            // answer is known without running it.
+            if g.fold_moot_on_lower_ascii && is_lower_ascii(s) {
+                let exact = if is_path {
+                    g.path_exact.is_match_candidate(&candidate)
+                } else {
+                    g.text_exact.is_match_candidate(&candidate)
+                };
+                return dual(exact, exact);
+            }
             if is_path {
                 dual(
                     g.path_exact.is_match_candidate(&candidate),
@@ -263,11 +279,19 @@ fn eval_test(
                 dual(exact, folded)
             })
         }
-        Test::Host(set) => over_urls(elem, scope, label, &mistyped, |r| match &r.host {
-            None => Tri::False,
-            Some(UrlHost::Name(n)) => Tri::from_bool(set.is_match(n)),
-            Some(UrlHost::Ip(ip)) => Tri::from_bool(set.is_match(ip.to_string())),
-        }),
+        Test::Host(h) => {
+            let matches = |name: &str| match &h.literals {
+                // Literal ASCII patterns against an ASCII lower-case name: the set's answer is
+                // equality (`is_literal_ascii_glob`).
+                Some(literals) if is_lower_ascii(name) => literals.iter().any(|p| p == name),
+                _ => h.set.is_match(name),
+            };
+            over_urls(elem, scope, label, &mistyped, |r| match &r.host {
+                None => Tri::False,
+                Some(UrlHost::Name(n)) => Tri::from_bool(matches(n)),
+                Some(UrlHost::Ip(ip)) => Tri::from_bool(matches(&ip.to_string())),
+            })
+        }
         Test::PrivateAddress(expected) => {
             over_urls(elem, scope, label, &mistyped, |r| match &r.host {
                 None => Tri::False,
@@ -461,7 +485,7 @@ pub(crate) fn eval_declared(c: &Cond, scope: &Scope<'_>, group: DeclaredGroup) -
         .args
         .iter()
         .filter(|(_, kind)| group.includes(**kind))
-        .filter_map(|(name, _)| scope.call.arguments.get(name))
+        .filter_map(|(name, _)| argument(&scope.call.arguments, name))
         .flat_map(|v| match v {
             Value::Array(items) => items.as_slice(),
             other => std::slice::from_ref(other),

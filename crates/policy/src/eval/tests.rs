@@ -816,3 +816,48 @@ fn a_panic_inside_evaluation_is_a_deny() {
     assert_eq!(e.rules, ["internal-error"]);
     assert_eq!(e.reason_class, ReasonClass::Internal);
 }
+
+/// The reason names each contributor at the winning strictness, in rule order: `id: reason` or
+/// `id (decision)`, `; ` between, and says when an approval rule denied because it was uncertain.
+#[test]
+fn reason_names_every_contributor_in_order() {
+    let p = policy(
+        r#"
+  - { id: ask-a, when: { server: fs, tool: write }, decision: require_approval, reason: writes are reviewed }
+  - { id: ask-b, when: { server: fs, effect: write }, decision: require_approval }
+"#,
+    );
+    let e = evaluate(
+        &p,
+        &call(
+            json!({"server": "fs", "tool": "write", "arguments": {"path": "/ws/a", "content": "x"}}),
+        ),
+        &EvalContext::default(),
+    );
+    assert_eq!(e.decision, RequireApproval);
+    assert_eq!(
+        e.reason,
+        "ask-a: writes are reviewed; ask-b (require_approval)"
+    );
+}
+
+#[test]
+fn reason_says_an_uncertain_approval_rule_denied() {
+    let p = policy(
+        r#"
+  - { id: ask-ws, when: { server: fs, args: { path: { under: /ws } } }, decision: require_approval }
+  - { id: deny-env, when: { server: fs, args: { path: { glob: "**/.env" } } }, decision: deny, reason: secrets }
+"#,
+    );
+    // A NUL in the path: every path condition is unknown.
+    let e = evaluate(
+        &p,
+        &call(read(json!("/ws/a\u{0}b"))),
+        &EvalContext::default(),
+    );
+    assert_eq!(e.decision, Deny);
+    assert_eq!(
+        e.reason,
+        "ask-ws (require_approval); a condition is uncertain, so denied rather than asking a human; deny-env: secrets"
+    );
+}

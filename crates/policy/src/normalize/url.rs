@@ -6,6 +6,7 @@
 //! so we yield both readings and the evaluator demands that a condition hold for each
 //! (DESIGN §3.4). Spellings that no parser reads unambiguously are [`Uncertain`].
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use url::{Host, Url};
@@ -87,44 +88,36 @@ pub fn url_readings(raw: &str) -> Result<Vec<UrlReading>, Uncertain> {
             u32::from(c)
         )));
     }
+    let url = Url::parse(raw)
+        .map_err(|e| Uncertain::new(format!("url `{}` does not parse: {e}", shown(raw))))?;
     // The two parsers usually agree on the host's text: classify it once (`classify_host` is a
     // pure function of the text and `raw`) and let the second reading reuse the result.
-    let mut memo: Option<(String, UrlHost)> = None;
-    let whatwg = whatwg_reading(raw, &mut memo)?;
-    let rfc = rfc3986_reading(raw, memo.as_ref())?;
-    let same = whatwg.scheme == rfc.scheme
-        && whatwg.host == rfc.host
-        && whatwg.port == rfc.port
-        && whatwg.path == rfc.path;
-    let mut readings = vec![whatwg];
-    if !same {
-        readings.push(rfc);
-    }
+    let (whatwg, whatwg_host_text) = whatwg_reading(&url, raw)?;
+    let memo = whatwg_host_text.zip(whatwg.host.as_ref());
+    // The RFC 3986 reading is split on borrowed text and only built when it differs, which for
+    // ordinary URLs it does not: no copies of the scheme, host and path just to compare them.
+    let rfc = rfc3986_split(raw, memo)?;
+    let second = (!rfc.same_as(&whatwg)).then(|| rfc.into_reading());
+    let mut readings = Vec::with_capacity(if second.is_some() { 2 } else { 1 });
+    readings.push(whatwg);
+    readings.extend(second);
     Ok(readings)
 }
 
-fn whatwg_reading(
-    raw: &str,
-    memo: &mut Option<(String, UrlHost)>,
-) -> Result<UrlReading, Uncertain> {
-    let url = Url::parse(raw)
-        .map_err(|e| Uncertain::new(format!("url `{}` does not parse: {e}", shown(raw))))?;
+/// The WHATWG reading, and the host's text as the `url` crate gave it when it is a name.
+fn whatwg_reading<'u>(url: &'u Url, raw: &str) -> Result<(UrlReading, Option<&'u str>), Uncertain> {
     let scheme = url.scheme().to_ascii_lowercase();
-    let host = match url.host() {
-        None => None,
-        Some(Host::Domain("")) => None,
+    let (host, host_text) = match url.host() {
+        None => (None, None),
+        Some(Host::Domain("")) => (None, None),
         // Opaque hosts of non-special schemes keep their percent-encoding and numeric
         // spellings (`foo://0x7f.1`): classify them as a resolver would.
-        Some(Host::Domain(name)) => {
-            let host = classify_host(name, raw)?;
-            *memo = Some((name.to_owned(), host.clone()));
-            Some(host)
-        }
-        Some(Host::Ipv4(v4)) => Some(UrlHost::Ip(IpAddr::V4(v4))),
-        Some(Host::Ipv6(v6)) => Some(UrlHost::Ip(IpAddr::V6(v6))),
+        Some(Host::Domain(name)) => (Some(classify_host(name, raw)?), Some(name)),
+        Some(Host::Ipv4(v4)) => (Some(UrlHost::Ip(IpAddr::V4(v4))), None),
+        Some(Host::Ipv6(v6)) => (Some(UrlHost::Ip(IpAddr::V6(v6))), None),
     };
     require_host(&scheme, host.as_ref(), raw)?;
-    Ok(UrlReading {
+    let reading = UrlReading {
         port: url
             .port_or_known_default()
             .or_else(|| default_port(&scheme)),
@@ -132,12 +125,69 @@ fn whatwg_reading(
         scheme,
         host,
         parser: "whatwg",
-    })
+    };
+    Ok((reading, host_text))
 }
 
-fn rfc3986_reading(raw: &str, memo: Option<&(String, UrlHost)>) -> Result<UrlReading, Uncertain> {
-    let (scheme, rest) = raw
-        .split_once(':')
+/// An RFC 3986 reading before it is copied out: borrowed from the raw text where it can be.
+struct RfcSplit<'a> {
+    /// Lower-case scheme.
+    scheme: Cow<'a, str>,
+    /// The classified host: the WHATWG reading's own when both read the same host text.
+    host: RfcHost<'a>,
+    port: Option<u16>,
+    /// The path up to `?` or `#`; `/` is meant when it is empty and `slash` is set.
+    path: &'a str,
+    slash: bool,
+}
+
+enum RfcHost<'a> {
+    None,
+    /// The same text as the WHATWG host, so the same classification.
+    Same(&'a UrlHost),
+    Own(UrlHost),
+}
+
+impl RfcSplit<'_> {
+    fn same_as(&self, whatwg: &UrlReading) -> bool {
+        let host_same = match &self.host {
+            RfcHost::None => whatwg.host.is_none(),
+            RfcHost::Same(host) => whatwg.host.as_ref() == Some(*host),
+            RfcHost::Own(host) => whatwg.host.as_ref() == Some(host),
+        };
+        let path_same = if self.slash {
+            whatwg.path == "/"
+        } else {
+            whatwg.path == self.path
+        };
+        whatwg.scheme == self.scheme && host_same && whatwg.port == self.port && path_same
+    }
+
+    fn into_reading(self) -> UrlReading {
+        let mut path = self.path.to_owned();
+        if self.slash {
+            path.push('/');
+        }
+        UrlReading {
+            scheme: self.scheme.into_owned(),
+            host: match self.host {
+                RfcHost::None => None,
+                RfcHost::Same(host) => Some(host.clone()),
+                RfcHost::Own(host) => Some(host),
+            },
+            port: self.port,
+            path,
+            parser: "rfc3986",
+        }
+    }
+}
+
+fn rfc3986_split<'a>(
+    raw: &'a str,
+    memo: Option<(&str, &'a UrlHost)>,
+) -> Result<RfcSplit<'a>, Uncertain> {
+    // Every delimiter below is ASCII: byte searches find the same places as `char` ones.
+    let (scheme, rest) = split_at_byte(raw, b':')
         .ok_or_else(|| Uncertain::new(format!("url `{}` has no scheme", shown(raw))))?;
     let mut scheme_chars = scheme.chars();
     let valid_scheme = scheme_chars.next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -148,50 +198,58 @@ fn rfc3986_reading(raw: &str, memo: Option<&(String, UrlHost)>) -> Result<UrlRea
             shown(raw)
         )));
     }
-    let scheme = scheme.to_ascii_lowercase();
+    let scheme = if scheme.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(scheme.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(scheme)
+    };
 
     let Some(after_slashes) = rest.strip_prefix("//") else {
-        let path = until_query_or_fragment(rest).to_owned();
+        let path = until_query_or_fragment(rest);
         require_host(&scheme, None, raw)?;
-        return Ok(UrlReading {
+        return Ok(RfcSplit {
             scheme,
-            host: None,
+            host: RfcHost::None,
             port: None,
             path,
-            parser: "rfc3986",
+            slash: false,
         });
     };
 
     let end = after_slashes
-        .find(['/', '?', '#'])
+        .bytes()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
         .unwrap_or(after_slashes.len());
     let (authority, tail) = after_slashes.split_at(end);
-    if authority.matches('@').count() > 1 {
+    if authority.bytes().filter(|&b| b == b'@').count() > 1 {
         return Err(Uncertain::new(format!(
             "url `{}` has more than one `@` in its authority, and parsers disagree on which one ends the user info",
             shown(raw)
         )));
     }
     // `http://evil.com#@127.0.0.1`: naive filters and some parsers take the host after the `@`.
-    if (tail.starts_with('?') || tail.starts_with('#')) && tail.contains('@') {
+    if (tail.starts_with('?') || tail.starts_with('#')) && tail.bytes().any(|b| b == b'@') {
         return Err(Uncertain::new(format!(
             "url `{}` has an `@` in the query or fragment right after its host, where some parsers read the host",
             shown(raw)
         )));
     }
-    let hostport = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, hostport)| hostport);
+    let hostport = rsplit_at_byte(authority, b'@').map_or(authority, |(_, hostport)| hostport);
     let (host_text, port_text) = split_host_port(hostport, raw)?;
     let host = if host_text.is_empty() {
-        None
+        RfcHost::None
     } else {
         match memo {
-            Some((text, host)) if text == host_text => Some(host.clone()),
-            _ => Some(classify_host(host_text, raw)?),
+            Some((text, host)) if text == host_text => RfcHost::Same(host),
+            _ => RfcHost::Own(classify_host(host_text, raw)?),
         }
     };
-    require_host(&scheme, host.as_ref(), raw)?;
+    let host_ref = match &host {
+        RfcHost::None => None,
+        RfcHost::Same(host) => Some(*host),
+        RfcHost::Own(host) => Some(host),
+    };
+    require_host(&scheme, host_ref, raw)?;
     let port = match port_text {
         "" => default_port(&scheme),
         digits if digits.bytes().all(|b| b.is_ascii_digit()) => {
@@ -206,21 +264,36 @@ fn rfc3986_reading(raw: &str, memo: Option<&(String, UrlHost)>) -> Result<UrlRea
             )));
         }
     };
-    let mut path = until_query_or_fragment(tail).to_owned();
-    if path.is_empty() && is_special(&scheme) {
-        path.push('/');
-    }
-    Ok(UrlReading {
+    let path = until_query_or_fragment(tail);
+    let slash = path.is_empty() && is_special(&scheme);
+    Ok(RfcSplit {
         scheme,
         host,
         port,
         path,
-        parser: "rfc3986",
+        slash,
     })
 }
 
 fn until_query_or_fragment(s: &str) -> &str {
-    s.split(['?', '#']).next().unwrap_or(s)
+    // A byte search: both delimiters are ASCII, so the cut is on a character boundary.
+    let end = s
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(s.len());
+    s.get(..end).unwrap_or(s)
+}
+
+/// `s.split_once(c)` for an ASCII `c`, by a byte search.
+fn split_at_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let at = s.bytes().position(|b| b == c)?;
+    Some((s.get(..at)?, s.get(at.checked_add(1)?..)?))
+}
+
+/// `s.rsplit_once(c)` for an ASCII `c`, by a byte search.
+fn rsplit_at_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let at = s.bytes().rposition(|b| b == c)?;
+    Some((s.get(..at)?, s.get(at.checked_add(1)?..)?))
 }
 
 /// Split `host[:port]` or `[v6]:port`.
@@ -242,7 +315,7 @@ fn split_host_port<'a>(hostport: &'a str, raw: &str) -> Result<(&'a str, &'a str
             ))),
         };
     }
-    Ok(hostport.rsplit_once(':').unwrap_or((hostport, "")))
+    Ok(rsplit_at_byte(hostport, b':').unwrap_or((hostport, "")))
 }
 
 /// Classify a host as a resolver would: percent-decoded, lower-case, without a trailing dot, an
@@ -271,11 +344,14 @@ fn classify_host(text: &str, raw: &str) -> Result<UrlHost, Uncertain> {
             u32::from(c)
         )));
     }
-    // For ASCII, `to_lowercase` is the ASCII lower case.
-    let lowered = if printable_ascii {
-        decoded.to_ascii_lowercase()
+    // For ASCII, `to_lowercase` is the ASCII lower case, and a host without upper-case letters
+    // (the usual one) is its own lower case.
+    let lowered: Cow<'_, str> = if !printable_ascii {
+        Cow::Owned(decoded.to_lowercase())
+    } else if decoded.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(decoded.to_ascii_lowercase())
     } else {
-        decoded.to_lowercase()
+        decoded
     };
     let name = lowered.strip_suffix('.').unwrap_or(&lowered);
     if name.is_empty() {
@@ -284,9 +360,16 @@ fn classify_host(text: &str, raw: &str) -> Result<UrlHost, Uncertain> {
     if let Some(ip) = parse_lenient_ip(name) {
         return Ok(UrlHost::Ip(ip));
     }
+    // A name that is already what `Host::parse` would make of it (lower-case LDH labels, none
+    // of them punycode, the last not a number) is returned as it is, without the IDNA pass.
+    if is_canonical_dns_name(name) {
+        return Ok(UrlHost::Name(name.to_owned()));
+    }
     match Host::parse(name).map_err(|_| invalid())? {
-        Host::Domain(domain) => {
-            let domain = domain.strip_suffix('.').unwrap_or(&domain).to_owned();
+        Host::Domain(mut domain) => {
+            if domain.ends_with('.') {
+                domain.pop();
+            }
             if is_dns_name(&domain) {
                 Ok(UrlHost::Name(domain))
             } else {
@@ -300,7 +383,11 @@ fn classify_host(text: &str, raw: &str) -> Result<UrlHost, Uncertain> {
 
 /// Percent-decode a host strictly: a `%` without two hex digits, or bytes that are not UTF-8,
 /// mean parsers will disagree on the host.
-fn percent_decode_host(text: &str, raw: &str) -> Result<String, Uncertain> {
+fn percent_decode_host<'t>(text: &'t str, raw: &str) -> Result<Cow<'t, str>, Uncertain> {
+    // Without a `%` there is nothing to decode, and `text` is already UTF-8.
+    if !text.contains('%') {
+        return Ok(Cow::Borrowed(text));
+    }
     let invalid = || {
         Uncertain::new(format!(
             "url `{}` has invalid percent-encoding in its host",
@@ -324,7 +411,9 @@ fn percent_decode_host(text: &str, raw: &str) -> Result<String, Uncertain> {
             i = i.saturating_add(1);
         }
     }
-    String::from_utf8(out).map_err(|_| invalid())
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| invalid())
 }
 
 /// LDH labels (plus `_`, which real resolvers accept), 1–63 bytes each, at most 253 in all.
@@ -336,6 +425,20 @@ fn is_dns_name(name: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         })
+}
+
+/// Whether `Host::parse` returns `name` itself as a domain, which then passes [`is_dns_name`]:
+/// true for a DNS name whose labels are lower-case ASCII letters, digits, `-` and `_` (for
+/// these, IDNA's mapping is the identity and the URL deny list forbids none), none starting
+/// with `xn--` (those are decoded and checked as punycode), and whose last label is not a
+/// number (WHATWG "ends in a number": all digits, or `0x` and hex digits, would be read as an
+/// IPv4 address). Property tests check the shortcut against the full parse.
+fn is_canonical_dns_name(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    is_dns_name(name)
+        && !name.split('.').any(|label| label.starts_with("xn--"))
+        && !last.starts_with("0x")
+        && !last.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Schemes whose URLs always name a host to connect to.
@@ -405,7 +508,12 @@ pub fn host_is_private(host: &UrlHost) -> bool {
                 "corp",
                 "private",
             ];
-            let name = name.to_ascii_lowercase();
+            // Names from `url_readings` are already lower case: no copy for them.
+            let name: Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(name.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(name)
+            };
             let name = name.strip_suffix('.').unwrap_or(&name);
             !name.contains('.')
                 || EXACT.contains(&name)
@@ -421,3 +529,6 @@ pub fn host_is_private(host: &UrlHost) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod reference;

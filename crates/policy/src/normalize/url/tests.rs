@@ -369,6 +369,142 @@ fn private_names() {
     }
 }
 
+/// Each spelling that takes a different branch of the borrowed readings, against the plain
+/// copying form: IPv6 (with zones), IDNA, percent-encoding, user info, backslashes, ports,
+/// upper-case schemes and hosts, empty hosts, trailing dots, host-less schemes.
+#[test]
+fn fast_form_equals_plain_form_on_edge_cases() {
+    for raw in [
+        "https://docs.rs/serde/latest/serde/",
+        "HTTPS://DOCS.RS/serde",
+        "HtTp://Example.COM.:8080/a?b#c",
+        "http://[::1]:80/",
+        "http://[fe80::1%25eth0]/",
+        "http://[::ffff:127.0.0.1]/x",
+        "http://bücher.de/",
+        "http://xn--bcher-kva.de/",
+        "http://ＥＸＡＭＰＬＥ.com/",
+        "http://ex%41mple.com/",
+        "http://%31%32%37.0.0.1/",
+        "http://%zz.com/",
+        "http://%C3%A9.com/",
+        "http://user:pass@example.com/",
+        "http://a\\@169.254.169.254/",
+        "http://example.com\\@169.254.169.254/latest/meta-data",
+        "https://a@b@c/",
+        "http://evil.com#@127.0.0.1",
+        "http://evil.com?@127.0.0.1",
+        "http://example.com:99999/",
+        "http://example.com:x/",
+        "http://example.com:/",
+        "https://example.com:443",
+        "http:///x",
+        "http://",
+        "http:example.com/",
+        "file:///etc/passwd",
+        "file://host/share",
+        "mailto:a@b.c",
+        "javascript:alert(1)",
+        "foo://0x7f.1/",
+        "foo://Host/",
+        "http://0x7f.1/",
+        "http://2130706433/",
+        "http://localhost./",
+        "http://a..b/",
+        "http://example.com/a/../b",
+        "http://example.com/a\\..\\b",
+        "http://example.com/%2e%2e/x",
+        "http://example.com",
+        "ws://example.com",
+        "git+ssh://git@example.com:22/x",
+        "http://a_b.example/",
+        "http://a.0x1/",
+        "http://a.0x/",
+        "http://a.0xg/",
+        "http://a.123/",
+        "http://a.0/",
+        "http://a.017/",
+        "http://a.08/",
+        "http://xn--a.com/",
+        "http://a.xn--nxasmq6b/",
+        "http://-a-.b-/",
+        "foo://a.0x1/",
+        "http://1a.2b/",
+    ] {
+        assert_eq!(url_readings(raw), reference::url_readings(raw), "`{raw}`");
+    }
+}
+
+#[test]
+fn upper_case_scheme_and_host_read_alike_by_both_parsers() {
+    // The RFC 3986 split lower-cases the scheme and the host: the same reading as WHATWG, so
+    // one reading, not two.
+    assert_eq!(
+        readings("HTTPS://DOCS.RS/serde"),
+        vec![reading(
+            "https",
+            name("docs.rs"),
+            Some(443),
+            "/serde",
+            "whatwg"
+        )]
+    );
+}
+
+#[test]
+fn an_empty_path_is_a_slash_for_special_schemes_only() {
+    assert_eq!(
+        readings("https://example.com"),
+        vec![reading(
+            "https",
+            name("example.com"),
+            Some(443),
+            "/",
+            "whatwg"
+        )]
+    );
+    assert_eq!(readings("foo://example.com").len(), 1);
+}
+
+#[test]
+fn private_names_are_found_in_any_case_without_a_copy() {
+    for n in [
+        "LOCALHOST",
+        "Metadata.Google.Internal",
+        "printer.LAN.",
+        "x.Localhost",
+    ] {
+        assert!(host_is_private(&UrlHost::Name(n.to_owned())), "{n}");
+    }
+    assert!(!host_is_private(&UrlHost::Name("Docs.RS".to_owned())));
+}
+
+#[test]
+fn canonical_dns_names_skip_the_idna_pass_only_when_it_changes_nothing() {
+    for n in ["docs.rs", "a_b.example", "-a-.b-", "1a.2b", "a.08b", "x"] {
+        assert!(is_canonical_dns_name(n), "{n}");
+    }
+    // Upper case, punycode labels, a last label that WHATWG reads as a number (or, to keep the
+    // test simple, any last label starting `0x`), empty labels: these take the full parse.
+    for n in [
+        "a.0xg",
+        "Docs.rs",
+        "xn--a.com",
+        "a.xn--b",
+        "a.0x1",
+        "a.0x",
+        "a.123",
+        "a.0",
+        "a..b",
+        "a.",
+        "",
+        "a%41.com",
+        "bücher.de",
+    ] {
+        assert!(!is_canonical_dns_name(n), "{n}");
+    }
+}
+
 mod properties {
     use proptest::prelude::*;
 
@@ -387,5 +523,165 @@ mod properties {
         fn arbitrary_strings_never_panic(raw in any::<String>()) {
             let _ = url_readings(&raw);
         }
+
+        // The borrowed readings (no copies to compare the two parsers, hosts classified without
+        // decoding or lower-casing what needs neither) against the plain copying form they
+        // replace: the same readings, or the same reason for uncertainty, on every URL.
+        #[test]
+        fn readings_equal_the_plain_form_on_url_shapes(raw in url_shape()) {
+            prop_assert_eq!(url_readings(&raw), reference::url_readings(&raw), "{}", raw);
+        }
+
+        #[test]
+        fn readings_equal_the_plain_form_on_loose_text(
+            raw in r"[a-zA-Z+]{0,5}:(//)?[a-zA-Z0-9@\\\[\]:%.#?/x_\-éＡ]{0,30}",
+        ) {
+            prop_assert_eq!(url_readings(&raw), reference::url_readings(&raw), "{}", raw);
+        }
+
+        #[test]
+        fn readings_equal_the_plain_form_on_any_string(raw in any::<String>()) {
+            prop_assert_eq!(url_readings(&raw), reference::url_readings(&raw));
+        }
+
+        #[test]
+        fn hosts_classify_as_the_plain_form(text in host_shape()) {
+            prop_assert_eq!(
+                classify_host(&text, "raw"),
+                reference::classify_host(&text, "raw"),
+                "{}",
+                text
+            );
+        }
+
+        #[test]
+        fn private_names_equal_the_plain_form(name in r"[a-zA-Z0-9.\-]{0,12}(\.(localhost|LOCALHOST|Internal|lan|corp|me|lvh\.me|home\.arpa|example\.com))?\.?") {
+            let host = UrlHost::Name(name.clone());
+            prop_assert_eq!(host_is_private(&host), reference::host_is_private(&host), "{}", name);
+        }
+    }
+
+    /// Hosts as spelled in URLs: names, IDNA, upper case, trailing dots, percent-encoding (valid,
+    /// invalid, not UTF-8), every IPv4 spelling, IPv6 with zones, empty and odd labels.
+    fn host_shape() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "docs.rs",
+                "DOCS.RS",
+                "Example.com",
+                "example.com.",
+                "example.com..",
+                "a..b",
+                "",
+                ".",
+                "xn--nxasmq6b.com",
+                "xn--a.com",
+                "XN--NXASMQ6B.COM",
+                "bücher.de",
+                "BÜCHER.de",
+                "ＥＸＡＭＰＬＥ.com",
+                "ex\u{ad}ample.com",
+                "127.0.0.1",
+                "0x7f.1",
+                "0X7F.0.0.1",
+                "2130706433",
+                "017700000001",
+                "1.2.3.4.5",
+                "256.1.1.1",
+                "a.b.c.0x1",
+                "1.2.3",
+                "[::1]",
+                "[::ffff:127.0.0.1]",
+                "[fe80::1%25eth0]",
+                "[fe80::1%eth0]",
+                "[::1",
+                "[zz]",
+                "::1",
+                "169.254.169.254",
+                "%31%32%37.0.0.1",
+                "ex%41mple.com",
+                "ex%41%4dple.com",
+                "%zz.com",
+                "%4",
+                "%",
+                "%C3%A9.com",
+                "%C3.com",
+                "%FF.com",
+                "%00.com",
+                "%20a.com",
+                "localhost",
+                "LOCALHOST.",
+                "a_b.example",
+                "-a.com",
+                "a-.com",
+                "a.-b",
+                "metadata.google.internal",
+                "a b.com",
+                "a\tb.com",
+                "a\u{202e}b.com",
+            ])
+            .prop_map(str::to_owned),
+            r"[a-zA-Z0-9.%_\-]{0,16}",
+            r"(xn--)?[a-z0-9\-]{1,8}(\.[a-zA-Z0-9]{1,6}){0,3}\.?",
+            r"[0-9x.]{1,12}",
+            r"([a-z0-9_\-]{1,5}\.){0,3}(xn--[a-z0-9]{0,4}|0x[0-9a-f]{0,3}|0[0-7]{0,3}|[0-9]{1,4}|[a-z0-9_\-]{1,5})\.?",
+            r"([a-z0-9_\-]{0,4}\.){0,2}xn--[a-z0-9\-]{0,6}(\.[a-z]{1,3})?",
+        ]
+    }
+
+    /// URLs built from pieces that parsers read differently: schemes in any case, with and
+    /// without `//`, user info (with `\`, several `@`), every host shape, ports in and out of
+    /// range, paths with dot segments, backslashes and encoded dots, queries and fragments with
+    /// `@`.
+    fn url_shape() -> impl Strategy<Value = String> {
+        let scheme = prop::sample::select(vec![
+            "http",
+            "https",
+            "HTTP",
+            "HtTpS",
+            "ftp",
+            "ws",
+            "WSS",
+            "file",
+            "mailto",
+            "javascript",
+            "foo",
+            "git+ssh",
+            "1x",
+            "",
+        ]);
+        let slashes = prop::sample::select(vec!["://", ":", ":/", ":///", "//", ":\\\\", "://\\"]);
+        let userinfo = prop::sample::select(vec![
+            "", "", "", "user@", "u:p@", "a\\@", "@", "a@b@", "%40@", "u:@", "ü@",
+        ]);
+        let port = prop::sample::select(vec![
+            "", "", "", ":", ":80", ":443", ":8080", ":99999", ":x", ":0", ":65535", ":65536",
+            ":+1",
+        ]);
+        let path = prop::sample::select(vec![
+            "",
+            "",
+            "/",
+            "/a/b",
+            "/a/../b",
+            "/./x",
+            "\\x",
+            "/a\\..\\b",
+            "/%2e%2e/",
+            "?q=1",
+            "#f",
+            "?@x",
+            "#@127.0.0.1",
+            "/p?x#y",
+            "/ü",
+            "/a b",
+            "/@x",
+            "//x",
+        ]);
+        (scheme, slashes, userinfo, host_shape(), port, path).prop_map(
+            |(scheme, slashes, userinfo, host, port, path)| {
+                format!("{scheme}{slashes}{userinfo}{host}{port}{path}")
+            },
+        )
     }
 }

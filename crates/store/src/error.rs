@@ -231,6 +231,16 @@ pub enum StoreError {
         supported: i64,
     },
 
+    /// A tool's definition changed while it was being approved; the new one was not approved.
+    #[error(
+        "the definition of `{tool}` changed while it was being approved, so nothing was approved\n\
+         help: look at the new definition (`portcullis pin list`) and approve it if it is right"
+    )]
+    PinChanged {
+        /// `server.tool`.
+        tool: String,
+    },
+
     /// `portcullis store copy` refused to start.
     #[error(
         "cannot copy the state: {what}\n\

@@ -17,7 +17,7 @@ use crate::error::StoreError;
 use crate::event::{AuditEntry, AuditEvent};
 use crate::pg::PgStore;
 use crate::sqlite::approvals::{ApprovalStore, Created, Taken};
-use crate::sqlite::{Grant, PinRecord, PinStatus, Reservation, Reserved, SqliteStore};
+use crate::sqlite::{Grant, PinRecord, Reservation, Reserved, SqliteStore};
 
 /// The state of a gateway: audit chain, approvals and receipts, leases, counters, pins, sessions.
 #[derive(Debug)]
@@ -142,13 +142,16 @@ impl Store {
 
     /// Approves the definition last seen of `server.tool`. `None` when the tool was never seen.
     pub fn approve_pin(&self, server: &str, tool: &str) -> Result<Option<PinRecord>, StoreError> {
-        let Some(mut pin) = self.pin(server, tool)? else {
+        let Some(pin) = self.pin(server, tool)? else {
             return Ok(None);
         };
-        pin.approved_sha = Some(pin.seen_sha.clone());
-        pin.status = PinStatus::Approved;
-        pin.finding = None;
-        self.put_pin(&pin)?;
+        // Approved only if the definition is still the one just read: another session or
+        // instance may record a new one in between, and that one nobody has looked at.
+        if !self.approve_seen(server, tool, &pin.seen_sha)? {
+            return Err(StoreError::PinChanged {
+                tool: format!("{server}.{tool}"),
+            });
+        }
         self.pin(server, tool)
     }
 
@@ -204,6 +207,10 @@ impl Store {
     forward!(
         /// Writes (inserts or replaces) a pin.
         put_pin(pin: &PinRecord) -> Result<(), StoreError>, audit
+    );
+    forward!(
+        /// Approves the definition last seen of a tool if its fingerprint is still `seen_sha`.
+        approve_seen(server: &str, tool: &str, seen_sha: &str) -> Result<bool, StoreError>, audit
     );
     forward!(
         /// Records a pin only if the tool has none; returns the pin that is stored.

@@ -325,6 +325,10 @@ fn pins_round_trip_approve_and_agree(b: Backend) {
     let read = f.store.pin("fs", "read").unwrap().unwrap();
     assert_eq!(read.status, PinStatus::Pending);
     assert_eq!(read.finding.as_deref(), Some("changed since approval"));
+    // An approval of the definition someone looked at ("aa") does not approve the one another
+    // instance recorded since ("cc"): nothing changes.
+    assert!(!f.store.approve_seen("fs", "read", "aa").unwrap());
+    assert_eq!(f.store.pin("fs", "read").unwrap().unwrap(), read);
     let approved = f.store.approve_pin("fs", "read").unwrap().unwrap();
     assert_eq!(approved.approved_sha.as_deref(), Some("cc"));
     assert_eq!(approved.status, PinStatus::Approved);

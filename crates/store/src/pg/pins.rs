@@ -100,6 +100,36 @@ impl PgStore {
         })
     }
 
+    /// Approves the definition of `server.tool` last seen, if that is still `seen_sha`: one
+    /// conditional statement, so a definition another instance recorded in between is never
+    /// approved unseen. `false` when the pin is gone or its definition changed.
+    pub fn approve_seen(
+        &self,
+        server: &str,
+        tool: &str,
+        seen_sha: &str,
+    ) -> Result<bool, StoreError> {
+        let (server, tool, seen_sha) = (server.to_owned(), tool.to_owned(), seen_sha.to_owned());
+        let target = self.target().to_owned();
+        self.pool.run("approving a tool pin", move |c, fence| {
+            // One statement that commits by itself.
+            fence.pass()?;
+            c.execute(
+                "UPDATE pins SET approved_sha = seen_sha, status = $4, finding = NULL, updated = $5
+                 WHERE server = $1 AND tool = $2 AND seen_sha = $3",
+                &[
+                    &server,
+                    &tool,
+                    &seen_sha,
+                    &PinStatus::Approved.as_str(),
+                    &crate::queue::now_rfc3339(),
+                ],
+            )
+            .map(|changed| changed == 1)
+            .map_err(|e| StoreError::postgres(&target, "approving a tool pin", e))
+        })
+    }
+
     /// Writes (inserts or replaces) `pin`; `pin.updated` is set by the store.
     pub fn put_pin(&self, pin: &PinRecord) -> Result<(), StoreError> {
         self.write_pin(pin, false).map(|_| ())

@@ -167,17 +167,30 @@ impl SqliteStore {
         })
     }
 
-    /// Approves the definition last seen of `server.tool`: its fingerprint becomes the approved
-    /// one. Returns the updated pin, or `None` when the tool was never seen.
-    pub fn approve_pin(&self, server: &str, tool: &str) -> Result<Option<PinRecord>, StoreError> {
-        let Some(mut pin) = self.pin(server, tool)? else {
-            return Ok(None);
-        };
-        pin.approved_sha = Some(pin.seen_sha.clone());
-        pin.status = PinStatus::Approved;
-        pin.finding = None;
-        self.put_pin(&pin)?;
-        self.pin(server, tool)
+    /// Approves the definition of `server.tool` last seen, if that is still `seen_sha`: one
+    /// conditional statement, so a definition recorded in between is never approved unseen.
+    /// `false` when the pin is gone or its definition changed.
+    pub fn approve_seen(
+        &self,
+        server: &str,
+        tool: &str,
+        seen_sha: &str,
+    ) -> Result<bool, StoreError> {
+        let path = self.db_path.as_path();
+        let conn = self.lock_state();
+        conn.execute(
+            "UPDATE pins SET approved_sha = seen_sha, status = ?4, finding = NULL, updated = ?5
+             WHERE server = ?1 AND tool = ?2 AND seen_sha = ?3",
+            params![
+                server,
+                tool,
+                seen_sha,
+                PinStatus::Approved.as_str(),
+                format!("{:.6}", jiff::Timestamp::now()),
+            ],
+        )
+        .map(|changed| changed == 1)
+        .map_err(|e| StoreError::sqlite(path, "approving a tool pin", e))
     }
 }
 
@@ -206,12 +219,23 @@ mod tests {
         let read = store.pin("fs", "read").unwrap().unwrap();
         assert_eq!(read.status, PinStatus::Pending);
         assert_eq!(read.finding.as_deref(), Some("changed since approval"));
-        let approved = store.approve_pin("fs", "read").unwrap().unwrap();
+        let approved = {
+            assert!(
+                store
+                    .approve_seen(
+                        "fs",
+                        "read",
+                        &store.pin("fs", "read").unwrap().unwrap().seen_sha
+                    )
+                    .unwrap()
+            );
+            store.pin("fs", "read").unwrap().unwrap()
+        };
         assert_eq!(approved.approved_sha.as_deref(), Some("bb"));
         assert_eq!(approved.status, PinStatus::Approved);
         assert_eq!(approved.finding, None);
         assert_eq!(store.pins(Some("fs")).unwrap().len(), 1);
         assert_eq!(store.pins(Some("other")).unwrap().len(), 0);
-        assert_eq!(store.approve_pin("fs", "nope").unwrap(), None);
+        assert!(!store.approve_seen("fs", "nope", "aa").unwrap());
     }
 }

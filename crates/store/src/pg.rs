@@ -153,10 +153,21 @@ pub(crate) fn parse_url(url: &str) -> Result<(Config, String), StoreError> {
 /// operator's explicit `sslmode=disable` (a private network they trust, or a TLS tunnel they
 /// run), and `sslmode=require`, which cannot be met, is refused rather than ignored.
 fn refuse_plaintext_to_remote(config: &Config) -> Result<(), String> {
-    let remote = config.get_hosts().iter().find_map(|host| match host {
-        postgres::config::Host::Tcp(name) if !is_loopback(name) => Some(name.clone()),
-        _ => None,
-    });
+    // `hostaddr=` decides where a TCP connection goes whatever `host` says, so both count.
+    let remote = config
+        .get_hosts()
+        .iter()
+        .find_map(|host| match host {
+            postgres::config::Host::Tcp(name) if !is_loopback(name) => Some(name.clone()),
+            _ => None,
+        })
+        .or_else(|| {
+            config
+                .get_hostaddrs()
+                .iter()
+                .find(|addr| !addr.is_loopback())
+                .map(ToString::to_string)
+        });
     let Some(remote) = remote else {
         return Ok(());
     };

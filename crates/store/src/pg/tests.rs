@@ -417,6 +417,7 @@ fn a_remote_host_needs_an_explicit_sslmode_disable() {
         "postgres://u@db.internal/p",
         "postgres://u@10.0.0.5:5432/p?sslmode=prefer",
         "postgres://u@localhost,db.internal/p",
+        "postgres://u@localhost/p?hostaddr=10.0.0.5",
     ] {
         let text = parse_url(url).unwrap_err().to_string();
         assert!(text.contains("would not be encrypted"), "{url}: {text}");
@@ -436,6 +437,7 @@ fn a_remote_host_needs_an_explicit_sslmode_disable() {
         "postgres://u@127.0.0.1/p",
         "postgres://u@[::1]:5432/p",
         "postgres://u@%2Fvar%2Frun%2Fpostgresql/p",
+        "postgres://u@localhost/p?hostaddr=127.0.0.1",
     ] {
         assert!(parse_url(url).is_ok(), "{url}");
     }

@@ -310,6 +310,10 @@ fn get_stream(
         .and_then(|v| v.trim().parse::<u64>().ok());
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     session.outbox.open_get(tx.clone(), last_event_id);
+    // A stop that came between the check above and here found no stream to end.
+    if app.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        session.outbox.close_get();
+    }
     // Comments keep proxies from timing the stream out. The stream ends when the outbox lets
     // go of its sender (the session ended, a newer GET stream replaced this one, or the gateway
     // is stopping), so the keep-alive holds only a weak one.

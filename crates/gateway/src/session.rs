@@ -26,9 +26,8 @@ use portcullis_mcp::{INTERNAL_ERROR, Id, Limits, error_response};
 use portcullis_policy::CompiledPolicy;
 use portcullis_store::{AuditEvent, AuditKind, Store, StoreError};
 use portcullis_transport::stdio::StdinWriter;
-use portcullis_transport::{Line, LineWriter};
+use portcullis_transport::{Line, LineSink, LineSource};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use crate::denial::Denial;
@@ -118,7 +117,7 @@ pub(crate) struct Session<W> {
     initialized: bool,
     initializing: bool,
     upstream: StdinWriter,
-    client: LineWriter<W>,
+    client: W,
     client_ok: bool,
     /// Audit writes in flight, awaited by the session itself (no task per write): a decision's
     /// answer is an [`Audited`] to act on, an outcome's is `None`.
@@ -144,14 +143,14 @@ pub(crate) struct SessionParts<W> {
     /// The agent named by the client's credential (a JWT's agent claim), for rules.
     pub(crate) agent: Option<String>,
     pub(crate) upstream: StdinWriter,
-    pub(crate) client: LineWriter<W>,
+    pub(crate) client: W,
     /// Approvals and leases (approvals).
     pub(crate) approvals: Arc<portcullis_store::Store>,
     /// Where decisions and outcomes are counted (`serve`'s `/metrics`).
     pub(crate) metrics: SharedMetrics,
 }
 
-impl<W: AsyncWrite + Unpin> Session<W> {
+impl<W: LineSink> Session<W> {
     pub(crate) fn new(parts: SessionParts<W>) -> Self {
         Self {
             server: parts.server,
@@ -183,16 +182,16 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     /// Runs until the client or the server goes away or the policy ends the session.
     pub(crate) async fn run<C, S>(
         &mut self,
-        client_in: &mut portcullis_transport::BoundedLineReader<C>,
-        server_out: &mut portcullis_transport::BoundedLineReader<S>,
+        client_in: &mut C,
+        server_out: &mut S,
         signals: Option<(
             &mut portcullis_transport::SignalForwarder,
             &portcullis_transport::stdio::StdioChild,
         )>,
     ) -> SessionEnd
     where
-        C: AsyncRead + Unpin,
-        S: AsyncRead + Unpin,
+        C: LineSource,
+        S: LineSource,
     {
         let end = self.run_loop(client_in, server_out, signals).await;
         self.end_approvals().await;
@@ -201,16 +200,16 @@ impl<W: AsyncWrite + Unpin> Session<W> {
 
     async fn run_loop<C, S>(
         &mut self,
-        client_in: &mut portcullis_transport::BoundedLineReader<C>,
-        server_out: &mut portcullis_transport::BoundedLineReader<S>,
+        client_in: &mut C,
+        server_out: &mut S,
         mut signals: Option<(
             &mut portcullis_transport::SignalForwarder,
             &portcullis_transport::stdio::StdioChild,
         )>,
     ) -> SessionEnd
     where
-        C: AsyncRead + Unpin,
-        S: AsyncRead + Unpin,
+        C: LineSource,
+        S: LineSource,
     {
         let mut tick = tokio::time::interval(RELOAD_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -34,7 +34,8 @@ pub mod stdio;
 
 pub use framing::{
     BoundedLineReader, DEFAULT_MAX_LINE_BYTES, DEFAULT_WRITE_TIMEOUT, DISCARDED_HEAD_BYTES, Line,
-    LineWriter, READ_BUFFER_BYTES, WriteLineError,
+    LineReceiver, LineSender, LineSink, LineSource, LineWriter, READ_BUFFER_BYTES, WriteLineError,
+    line_channel,
 };
 pub use http_guard::HostGuard;
 #[cfg(unix)]

@@ -1,7 +1,7 @@
 //! A server reached by URL (Streamable HTTP) behind the unchanged session pipeline.
 //!
-//! The session writes what it forwards as lines into an in-process pipe and reads the server's
-//! messages as lines from another, exactly as with a stdio server. The bridge between the pipes
+//! The session writes what it forwards as lines into an in-process line channel and reads the
+//! server's messages as lines from another, exactly as with a stdio server. The bridge between them
 //! and the server POSTs each forwarded line, and writes every message that comes back (a JSON
 //! body or the events of an SSE response, each made one line by the transport) into the
 //! session's input, where it is framed strictly like a stdio server's line. After
@@ -21,17 +21,14 @@ use portcullis_transport::http_client::{
     HttpClient, HttpClientConfig, HttpClientError, MessageStream, PostReply,
 };
 use portcullis_transport::stdio::StdinWriter;
-use portcullis_transport::{BoundedLineReader, DEFAULT_MAX_LINE_BYTES, Line};
+use portcullis_transport::{DEFAULT_MAX_LINE_BYTES, Line, LineReceiver, line_channel};
 use serde_json::Value;
-use tokio::io::DuplexStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use super::upstream::REQUEST_TIMEOUT;
+use super::upstream::{PIPE_LINES, REQUEST_TIMEOUT};
 use crate::error::GatewayError;
 
-/// Capacity of each in-process pipe.
-const PIPE_BYTES: usize = 64 * 1024;
 /// Most POSTs in flight to one server session at once; more wait (back-pressure).
 const MAX_IN_FLIGHT: usize = 32;
 /// How long a POST of a notification or response may take.
@@ -46,7 +43,7 @@ pub(crate) struct HttpServer {
     /// Where the session writes what it forwards.
     pub(crate) upstream: StdinWriter,
     /// Where the session reads the server's messages.
-    pub(crate) server_out: BoundedLineReader<DuplexStream>,
+    pub(crate) server_out: LineReceiver,
     /// Ends the bridge (and the server's HTTP session).
     pub(crate) bridge: Bridge,
 }
@@ -85,29 +82,21 @@ pub(crate) fn connect(info: &ServerInfo) -> Result<HttpServer, GatewayError> {
     };
     let client = HttpClient::new(&config)
         .map_err(|error| GatewayError::ServerSelection(error.to_string()))?;
-    let (session_w, bridge_r) = tokio::io::duplex(PIPE_BYTES);
-    let (bridge_w, session_r) = tokio::io::duplex(PIPE_BYTES);
-    let to_session = StdinWriter::from_writer(bridge_w);
-    let task = tokio::spawn(run(
-        client.clone(),
-        BoundedLineReader::new(bridge_r, DEFAULT_MAX_LINE_BYTES),
-        to_session,
-    ));
+    let (session_w, bridge_r) = line_channel(PIPE_LINES, DEFAULT_MAX_LINE_BYTES);
+    let (bridge_w, session_r) = line_channel(PIPE_LINES, DEFAULT_MAX_LINE_BYTES);
+    let to_session = StdinWriter::from_sender(bridge_w);
+    let task = tokio::spawn(run(client.clone(), bridge_r, to_session));
     tracing::info!(target: "upstream", server = %info.name, "connected a session to an HTTP server");
     Ok(HttpServer {
-        upstream: StdinWriter::from_writer(session_w),
-        server_out: BoundedLineReader::new(session_r, DEFAULT_MAX_LINE_BYTES),
+        upstream: StdinWriter::from_sender(session_w),
+        server_out: session_r,
         bridge: Bridge { task, client },
     })
 }
 
 /// Forwards the session's lines until the session closes its side or the server's session is
 /// gone; then closes the session's input, so the session sees the server leave.
-async fn run(
-    client: HttpClient,
-    mut from_session: BoundedLineReader<DuplexStream>,
-    to_session: StdinWriter,
-) {
+async fn run(client: HttpClient, mut from_session: LineReceiver, to_session: StdinWriter) {
     let limits = Limits::default();
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<()>(1);
@@ -115,14 +104,14 @@ async fn run(
     let mut listening = false;
     loop {
         let line = tokio::select! {
-            line = from_session.next_line() => line,
+            line = from_session.recv_line() => line,
             _ = fatal_rx.recv() => break,
             Some(_) = tasks.join_next() => continue,
         };
         let bytes = match line {
-            Ok(Some(Line::Complete(bytes))) => bytes,
-            Ok(Some(Line::TooLong { .. })) => continue,
-            Ok(None) | Err(_) => break,
+            Some(Line::Complete(bytes)) => bytes,
+            Some(Line::TooLong { .. }) => continue,
+            None => break,
         };
         let (id, method) = match parse_message(&bytes, &limits).map(|p| p.into_parts().0) {
             Ok(Message::Request { id, method, .. }) => (Some(id), method),

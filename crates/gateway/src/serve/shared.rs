@@ -29,16 +29,13 @@ use portcullis_mcp::{
 };
 use portcullis_policy::ServerInfo;
 use portcullis_transport::stdio::{ShutdownGrace, StdinWriter, StdioChild};
-use portcullis_transport::{BoundedLineReader, DEFAULT_MAX_LINE_BYTES, Line, LineWriter};
+use portcullis_transport::{DEFAULT_MAX_LINE_BYTES, Line, LineReceiver, LineSender, line_channel};
 use serde_json::{Map, Value};
-use tokio::io::DuplexStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
+use super::upstream::PIPE_LINES;
 use crate::config::child_spec;
 use crate::metrics::SharedMetrics;
-
-/// Capacity of each session's pipes.
-const PIPE_BYTES: usize = 64 * 1024;
 
 /// Messages queued for one session. A session that stops reading loses what does not fit
 /// (logged) rather than stalling every other session of the server.
@@ -82,7 +79,7 @@ struct State {
     pending: HashMap<u64, Pending>,
     /// Gateway progress token → (session, the session's own token).
     tokens: HashMap<String, (u64, Value)>,
-    conns: HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    conns: HashMap<u64, LineSender>,
     /// The running process's stdin.
     stdin: Option<StdinWriter>,
     /// The process behind `stdin` was (re-)initialized and takes the sessions' messages. Set
@@ -111,7 +108,7 @@ pub(crate) struct SharedServer {
 /// The two ends a session's pipeline uses in place of a process's stdin and stdout.
 pub(crate) struct Attached {
     pub(crate) upstream: StdinWriter,
-    pub(crate) server_out: BoundedLineReader<DuplexStream>,
+    pub(crate) server_out: LineReceiver,
 }
 
 impl SharedServer {
@@ -170,22 +167,12 @@ impl SharedServer {
     /// process answers it comes back on `server_out`.
     pub(crate) fn attach(self: &Arc<Self>) -> Attached {
         let conn = self.next_id();
-        let (session_in, ours_in) = tokio::io::duplex(PIPE_BYTES);
-        let (ours_out, session_out) = tokio::io::duplex(PIPE_BYTES);
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(SESSION_QUEUE);
-        self.state().conns.insert(conn, tx);
-        tokio::spawn(async move {
-            let mut out = LineWriter::new(ours_out);
-            while let Some(line) = rx.recv().await {
-                if out.write_line(&line).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (session_in, mut ours_in) = line_channel(PIPE_LINES, DEFAULT_MAX_LINE_BYTES);
+        let (ours_out, session_out) = line_channel(SESSION_QUEUE, DEFAULT_MAX_LINE_BYTES);
+        self.state().conns.insert(conn, ours_out);
         let server = Arc::clone(self);
         tokio::spawn(async move {
-            let mut lines = BoundedLineReader::new(ours_in, DEFAULT_MAX_LINE_BYTES);
-            while let Ok(Some(line)) = lines.next_line().await {
+            while let Some(line) = ours_in.recv_line().await {
                 if let Line::Complete(bytes) = line {
                     server.on_session_line(conn, &bytes).await;
                 }
@@ -193,8 +180,8 @@ impl SharedServer {
             server.detach(conn);
         });
         Attached {
-            upstream: StdinWriter::from_writer(session_in),
-            server_out: BoundedLineReader::new(session_out, DEFAULT_MAX_LINE_BYTES),
+            upstream: StdinWriter::from_sender(session_in),
+            server_out: session_out,
         }
     }
 
@@ -220,7 +207,7 @@ impl SharedServer {
         let Ok(bytes) = serde_json::to_vec(value) else {
             return;
         };
-        if tx.try_send(bytes).is_err() {
+        if tx.try_send_line(bytes).is_err() {
             tracing::warn!(server = %self.name, "dropped a message for a session of a shared server that is not reading");
         }
     }

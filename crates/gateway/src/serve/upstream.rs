@@ -1,8 +1,8 @@
 //! One server behind one HTTP client session: the unchanged stdio [`Session`] pipeline (framing,
 //! evaluation, durable audit, forwarding) with its client side on an in-process pipe.
 //!
-//! The HTTP front writes each client message as one line into the pipe and waits for the line
-//! that answers its id. Nothing reaches the server except through the session, so a call from
+//! The HTTP front passes each client message as one line through an in-process line channel and
+//! waits for the line that answers its id. Nothing reaches the server except through the session, so a call from
 //! HTTP is framed, evaluated and audited exactly as one from stdio.
 
 use std::collections::HashMap;
@@ -16,7 +16,9 @@ use portcullis_mcp::{
 use portcullis_policy::CompiledPolicy;
 use portcullis_store::Store;
 use portcullis_transport::stdio::{ShutdownGrace, StdinWriter, StdioChild};
-use portcullis_transport::{BoundedLineReader, DEFAULT_MAX_LINE_BYTES, Line, LineWriter};
+use portcullis_transport::{
+    DEFAULT_MAX_LINE_BYTES, Line, LineReceiver, LineSender, LineSource, line_channel,
+};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -28,8 +30,10 @@ use crate::error::GatewayError;
 use crate::metrics::SharedMetrics;
 use crate::session::{Session, SessionEnd, SessionParts};
 
-/// Capacity of each in-process pipe; a full pipe applies back-pressure, it never grows.
-const PIPE_BYTES: usize = 64 * 1024;
+/// Capacity of each in-process line channel, in messages; a full channel applies back-pressure,
+/// it never grows. Each message is bounded by [`DEFAULT_MAX_LINE_BYTES`] (and already held in
+/// memory by whoever sends it).
+pub(super) const PIPE_LINES: usize = 16;
 
 /// The longest a client request waits for its answer. Long-running tools exist; a request that
 /// outlives this gets an internal error and its late answer is dropped.
@@ -93,9 +97,9 @@ impl Upstream {
         let info = ctx.policy.servers().get(server).ok_or_else(|| {
             GatewayError::ServerSelection(format!("the policy configures no server `{server}`"))
         })?;
-        let (ours_in, theirs_in) = tokio::io::duplex(PIPE_BYTES);
-        let (theirs_out, ours_out) = tokio::io::duplex(PIPE_BYTES);
-        let input = StdinWriter::from_writer(ours_in);
+        let (ours_in, client_in) = line_channel(PIPE_LINES, DEFAULT_MAX_LINE_BYTES);
+        let (theirs_out, ours_out) = line_channel(PIPE_LINES, DEFAULT_MAX_LINE_BYTES);
+        let input = StdinWriter::from_sender(ours_in);
         let waiters: Waiters = Arc::default();
         let parts = |upstream: StdinWriter| SessionParts {
             server: server.to_owned(),
@@ -106,12 +110,11 @@ impl Upstream {
             principal: Some(principal.to_owned()),
             agent: identity.agent.clone(),
             upstream,
-            client: LineWriter::new(theirs_out),
+            client: theirs_out.clone(),
             approvals: Arc::clone(&ctx.approvals),
             metrics: Arc::clone(&ctx.metrics),
         };
         let name = (server.to_owned(), Arc::clone(&ctx.metrics));
-        let client_in = BoundedLineReader::new(theirs_in, DEFAULT_MAX_LINE_BYTES);
         let task = if info.spec.url.is_some() && info.spec.command.is_none() {
             let http = super::http_upstream::connect(info)?;
             let session = Session::new(parts(http.upstream));
@@ -159,8 +162,9 @@ impl Upstream {
                 name,
             ))
         };
+        drop(theirs_out);
         tokio::spawn(route_answers(
-            BoundedLineReader::new(ours_out, DEFAULT_MAX_LINE_BYTES),
+            ours_out,
             Arc::clone(&waiters),
             input.clone(),
             (server.to_owned(), outbox),
@@ -185,7 +189,16 @@ impl Upstream {
             }
             waiters.insert(id.clone(), tx);
         }
-        if let Err(error) = self.input.write_line(bytes).await {
+        // If this call is dropped (the HTTP client went away) before the request is queued, the
+        // id must not stay registered: a retry under the same id would be refused for ever.
+        let mut unsent = Unsent {
+            upstream: self,
+            id,
+            armed: true,
+        };
+        let written = self.input.write_line(bytes).await;
+        unsent.armed = false;
+        if let Err(error) = written {
             tracing::warn!(%error, server = %self.server, "the server's session is not accepting input");
             self.forget(id);
             return error_response(
@@ -255,6 +268,21 @@ impl Upstream {
     }
 }
 
+/// Forgets a request's waiter when the request is dropped before it was queued.
+struct Unsent<'a> {
+    upstream: &'a Upstream,
+    id: &'a Id,
+    armed: bool,
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.upstream.forget(self.id);
+        }
+    }
+}
+
 /// What a session's server is: a child process, the bridge to an HTTP server, or a shared
 /// process (which outlives the session).
 enum ServerHandle {
@@ -264,10 +292,10 @@ enum ServerHandle {
 }
 
 /// Runs one server session to its end, then stops its server.
-async fn run_session<S: tokio::io::AsyncRead + Unpin>(
-    mut session: Session<tokio::io::DuplexStream>,
-    mut client_in: BoundedLineReader<tokio::io::DuplexStream>,
-    mut server_out: BoundedLineReader<S>,
+async fn run_session<S: LineSource>(
+    mut session: Session<LineSender>,
+    mut client_in: LineReceiver,
+    mut server_out: S,
     server: ServerHandle,
     (name, metrics): (String, SharedMetrics),
 ) {
@@ -299,24 +327,24 @@ async fn run_session<S: tokio::io::AsyncRead + Unpin>(
 /// Reads what the session sends to the client: answers go to their waiting request; the
 /// server's own requests and notifications go to the client's streams through the [`Outbox`]. A
 /// request no stream can take is answered "method not found" at once rather than left hanging.
-async fn route_answers<R: tokio::io::AsyncRead + Unpin>(
-    mut lines: BoundedLineReader<R>,
+async fn route_answers(
+    mut lines: LineReceiver,
     waiters: Waiters,
     input: StdinWriter,
     (server, outbox): (String, Arc<Outbox>),
 ) {
     let limits = Limits::default();
     loop {
-        let bytes = match lines.next_line().await {
-            Ok(Some(Line::Complete(bytes))) => bytes,
-            Ok(Some(Line::TooLong { bytes_discarded })) => {
+        let bytes = match lines.recv_line().await {
+            Some(Line::Complete(bytes)) => bytes,
+            Some(Line::TooLong { bytes_discarded }) => {
                 tracing::warn!(
                     bytes_discarded,
                     "dropped an over-long message for the HTTP client"
                 );
                 continue;
             }
-            Ok(None) | Err(_) => break,
+            None => break,
         };
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;

@@ -13,8 +13,8 @@ use portcullis_policy::{Call, Decision, Evaluation, ReasonClass};
 use portcullis_store::{
     Approval, AuditEvent, Channel, Created, NewApproval, Resolution, Store, StoreError, Taken,
 };
+use portcullis_transport::LineSink;
 use serde_json::{Map, Value, json};
-use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 
 use super::{Action, CallInfo, Pending, Session, Stage, random_id};
@@ -87,7 +87,7 @@ fn pending_reason(id: &str) -> String {
     )
 }
 
-impl<W: AsyncWrite + Unpin> Session<W> {
+impl<W: LineSink> Session<W> {
     /// Records whether the client can be asked through elicitation.
     pub(super) fn note_client_capabilities(
         &mut self,

@@ -5,11 +5,11 @@ use portcullis_mcp::{
     Message, PARSE_ERROR, Parsed, error_response, parse_message,
 };
 use portcullis_transport::Line;
-use tokio::io::AsyncWrite;
+use portcullis_transport::LineSink;
 
 use super::{Pending, Session, Stage, is_blank};
 
-impl<W: AsyncWrite + Unpin> Session<W> {
+impl<W: LineSink> Session<W> {
     pub(super) async fn on_client_line(&mut self, line: Line) {
         if is_blank(&line) {
             return;

@@ -5,8 +5,8 @@ use portcullis_mcp::{
 };
 use portcullis_policy::{Call, Decision, EvalContext, Evaluation, Mode, ReasonClass, evaluate};
 use portcullis_store::{AuditKind, Grant};
+use portcullis_transport::LineSink;
 use serde_json::{Map, Value};
-use tokio::io::AsyncWrite;
 
 use super::{Action, Audited, CallInfo, Pending, Session, SessionEnd, Stage, random_id};
 use crate::denial::{Denial, DenialCode};
@@ -148,7 +148,7 @@ impl Verdict {
     }
 }
 
-impl<W: AsyncWrite + Unpin> Session<W> {
+impl<W: LineSink> Session<W> {
     pub(super) async fn on_evaluated(
         &mut self,
         id: Id,

@@ -6,13 +6,13 @@ use portcullis_mcp::{
     parse_message,
 };
 use portcullis_transport::Line;
+use portcullis_transport::LineSink;
 use serde_json::Value;
-use tokio::io::AsyncWrite;
 
 use super::client::shorten;
 use super::{Session, Stage, is_blank};
 
-impl<W: AsyncWrite + Unpin> Session<W> {
+impl<W: LineSink> Session<W> {
     /// One line from the server; `head` is the start of the line when it was over-long.
     pub(super) async fn on_server_line(&mut self, line: Line, head: &[u8]) {
         if is_blank(&line) {

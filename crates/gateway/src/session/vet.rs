@@ -15,8 +15,8 @@ use portcullis_mcp::Id;
 use portcullis_policy::model::PinMode;
 use portcullis_policy::{ReasonClass, ToolHints};
 use portcullis_store::{PinRecord, PinStatus};
+use portcullis_transport::LineSink;
 use serde_json::{Map, Value, json};
-use tokio::io::AsyncWrite;
 
 use super::Session;
 use crate::vetting::pins::{LockFile, Observed, decide, fingerprint};
@@ -62,7 +62,7 @@ pub(crate) struct VetDenial {
     pub(crate) reason: String,
 }
 
-impl<W: AsyncWrite + Unpin> Session<W> {
+impl<W: LineSink> Session<W> {
     fn pin_mode(&self) -> Option<PinMode> {
         self.policy.pin_mode(&self.server)
     }

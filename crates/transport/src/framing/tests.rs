@@ -243,3 +243,125 @@ async fn writer_times_out_on_a_peer_that_does_not_read_and_stays_broken() {
     let err = writer.write_line(b"y").await.unwrap_err();
     assert!(matches!(err, WriteLineError::Broken), "{err:?}");
 }
+
+// In-process line channels.
+
+use super::{DISCARDED_HEAD_BYTES, LineSink, LineSource, line_channel};
+use crate::stdio::StdinWriter;
+
+#[tokio::test]
+async fn channel_passes_whole_lines_in_order_and_ends_when_senders_are_gone() {
+    let (tx, mut rx) = line_channel(4, 16);
+    tx.send_line(b"one".to_vec()).await.unwrap();
+    let mut sink = tx.clone();
+    LineSink::write_line(&mut sink, b"").await.unwrap();
+    drop((tx, sink));
+    assert_eq!(rx.recv_line().await, complete(b"one"));
+    assert_eq!(LineSource::next_line(&mut rx).await.unwrap(), complete(b""));
+    assert_eq!(rx.recv_line().await, None);
+}
+
+#[tokio::test]
+async fn channel_reports_an_over_long_line_with_its_head_and_goes_on() {
+    let (tx, mut rx) = line_channel(4, 8);
+    let long: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    tx.send_line(long.clone()).await.unwrap();
+    tx.send_line(b"12345678".to_vec()).await.unwrap();
+    assert_eq!(
+        rx.recv_line().await,
+        Some(Line::TooLong {
+            bytes_discarded: 1000
+        })
+    );
+    assert_eq!(rx.discarded_head(), &long[..DISCARDED_HEAD_BYTES]);
+    assert_eq!(rx.recv_line().await, complete(b"12345678"));
+}
+
+#[tokio::test]
+async fn channel_refuses_an_embedded_newline_and_stays_usable() {
+    let (tx, mut rx) = line_channel(4, 64);
+    let err = tx.send_line(b"{\"a\":\n1}".to_vec()).await.unwrap_err();
+    assert!(
+        matches!(err, WriteLineError::EmbeddedNewline { offset: 5 }),
+        "{err:?}"
+    );
+    let err = tx.try_send_line(b"\n".to_vec()).unwrap_err();
+    assert!(
+        matches!(err, WriteLineError::EmbeddedNewline { offset: 0 }),
+        "{err:?}"
+    );
+    tx.send_line(b"x".to_vec()).await.unwrap();
+    drop(tx);
+    assert_eq!(rx.recv_line().await, complete(b"x"));
+    assert_eq!(rx.recv_line().await, None);
+}
+
+#[tokio::test]
+async fn channel_full_times_out_or_refuses_and_closed_reader_is_reported() {
+    let (tx, mut rx) = line_channel(1, 64);
+    let tx = tx.with_timeout(Duration::from_millis(50));
+    tx.send_line(b"first".to_vec()).await.unwrap();
+    let err = tx.send_line(b"second".to_vec()).await.unwrap_err();
+    assert!(
+        matches!(err, WriteLineError::TimedOut { after } if after == Duration::from_millis(50)),
+        "{err:?}"
+    );
+    let err = tx.try_send_line(b"second".to_vec()).unwrap_err();
+    assert!(matches!(err, WriteLineError::Full), "{err:?}");
+    assert_eq!(rx.recv_line().await, complete(b"first"));
+    rx.close();
+    assert!(tx.is_closed());
+    let err = tx.send_line(b"third".to_vec()).await.unwrap_err();
+    assert!(matches!(err, WriteLineError::Closed), "{err:?}");
+}
+
+/// The reason `serve` passes lines over channels: a writer cancelled while the pipe is full (an
+/// HTTP client that went away mid-request) must leave nothing behind, or the next message would
+/// be glued to half of this one.
+#[tokio::test]
+async fn a_cancelled_write_into_a_full_channel_leaves_nothing_behind() {
+    let (tx, mut rx) = line_channel(1, 1 << 20);
+    let writer = StdinWriter::from_sender(tx);
+    writer.write_line(b"queued").await.unwrap();
+    let big = vec![b'x'; 256 * 1024];
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), writer.write_line(&big)).await;
+    assert!(cancelled.is_err(), "the write should still be waiting");
+    assert_eq!(rx.recv_line().await, complete(b"queued"));
+    writer.write_line(b"{\"next\":1}").await.unwrap();
+    assert_eq!(rx.recv_line().await, complete(b"{\"next\":1}"));
+    writer.close().await;
+    assert_eq!(rx.recv_line().await, None);
+}
+
+/// The same cancellation over a byte pipe does leave half a line: the hazard the channels remove.
+#[tokio::test]
+async fn a_cancelled_write_into_a_full_byte_pipe_leaves_half_a_line() {
+    let (ours, theirs) = tokio::io::duplex(1024);
+    let writer = StdinWriter::from_writer(ours);
+    let big = vec![b'x'; 4096];
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), writer.write_line(&big)).await;
+    assert!(cancelled.is_err(), "the write should still be waiting");
+    let reading = tokio::spawn(async move {
+        let mut reader = BoundedLineReader::new(theirs, 1 << 20);
+        let mut lines = Vec::new();
+        while let Some(line) = reader.next_line().await.unwrap() {
+            lines.push(line);
+        }
+        lines
+    });
+    writer.write_line(b"{\"next\":1}").await.unwrap();
+    writer.close().await;
+    let lines = reading.await.unwrap();
+    let Some(Line::Complete(first)) = lines.first() else {
+        panic!("expected a line, got {lines:?}");
+    };
+    assert!(
+        first.starts_with(b"xxxx"),
+        "starts with part of the big line"
+    );
+    assert!(
+        first.ends_with(b"{\"next\":1}"),
+        "the next message is glued to it"
+    );
+    assert!(first.len() < big.len(), "the big line is cut short");
+}

@@ -35,6 +35,9 @@ pub enum WriteLineError {
     /// further line would be glued to it. The stream must be closed.
     #[error("an earlier write to the peer failed part-way; the stream is no longer usable")]
     Broken,
+    /// An in-process pipe was full and the sender chose not to wait. Nothing was written.
+    #[error("the peer is not keeping up; the message was dropped")]
+    Full,
     /// The stream was closed (for example by a shutdown) before this write.
     #[error("the stream to the peer is closed")]
     Closed,

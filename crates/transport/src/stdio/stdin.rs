@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWrite;
 use tokio::sync::Mutex;
 
-use crate::framing::{LineWriter, WriteLineError};
+use crate::framing::{LineSender, LineWriter, WriteLineError};
 
 /// A handle to write lines to a server's stdin.
 ///
@@ -15,7 +15,16 @@ use crate::framing::{LineWriter, WriteLineError};
 /// [`WriteLineError::Closed`].
 #[derive(Clone)]
 pub struct StdinWriter {
-    inner: Arc<Mutex<Option<LineWriter<BoxedWrite>>>>,
+    inner: Arc<Mutex<Option<Sink>>>,
+}
+
+/// What carries the lines.
+enum Sink {
+    /// A byte stream: a child's stdin.
+    Bytes(LineWriter<BoxedWrite>),
+    /// An in-process [`line_channel`](crate::line_channel) to a task of this process (an HTTP
+    /// upstream's bridge, a shared server's dispatcher, a session's client side).
+    Lines(LineSender),
 }
 
 impl std::fmt::Debug for StdinWriter {
@@ -24,20 +33,32 @@ impl std::fmt::Debug for StdinWriter {
     }
 }
 
-/// Whatever carries the lines: a child's stdin, or an in-process pipe to an HTTP upstream.
+/// A child's stdin, or any other byte sink.
 type BoxedWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 impl StdinWriter {
-    /// A writer of lines into any byte sink, for upstreams that are not child processes (the
-    /// Streamable HTTP client reads the other end of an in-process pipe).
+    /// A writer of lines into any byte sink.
     pub fn from_writer<W: AsyncWrite + Send + Unpin + 'static>(writer: W) -> Self {
         let boxed: BoxedWrite = Box::new(writer);
+        Self::with(Sink::Bytes(LineWriter::new(boxed)))
+    }
+
+    /// A writer into an in-process [`line_channel`](crate::line_channel), for upstreams that
+    /// are tasks of this process rather than child processes.
+    pub fn from_sender(sender: LineSender) -> Self {
+        Self::with(Sink::Lines(sender))
+    }
+
+    fn with(sink: Sink) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(Some(LineWriter::new(boxed)))),
+            inner: Arc::new(Mutex::new(Some(sink))),
         }
     }
 
     /// Writes `line` and `\n` and flushes, bounded by the writer's timeout.
+    ///
+    /// Over an in-process channel this is cancel safe: a dropped call queued the whole line or
+    /// nothing. Over a byte stream a dropped call may have written part of the line.
     ///
     /// # Errors
     ///
@@ -45,7 +66,8 @@ impl StdinWriter {
     pub async fn write_line(&self, line: &[u8]) -> Result<(), WriteLineError> {
         let mut guard = self.inner.lock().await;
         match guard.as_mut() {
-            Some(writer) => writer.write_line(line).await,
+            Some(Sink::Bytes(writer)) => writer.write_line(line).await,
+            Some(Sink::Lines(sender)) => sender.send_line(line.to_vec()).await,
             None => Err(WriteLineError::Closed),
         }
     }

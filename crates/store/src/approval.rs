@@ -7,6 +7,10 @@ use serde_json::Value;
 use crate::error::StoreError;
 use crate::jcs::canonical_json;
 
+mod rows;
+
+pub(crate) use rows::{APPROVAL_COLUMNS, LEASE_COLUMNS, approval_from_row, lease_from_row};
+
 /// The most approvals one `list` returns (newest first); [`count`](crate::Store::count) says how
 /// many there are in all, so a listing can say what it left out.
 pub const LIST_LIMIT: usize = 1000;

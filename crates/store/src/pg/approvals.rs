@@ -14,79 +14,17 @@
 
 use std::sync::Arc;
 
-use postgres::{GenericClient, Row};
+use postgres::GenericClient;
 
 use super::PgStore;
 use super::pool::Fence;
 use crate::approval::{
-    Approval, ApprovalState, Lease, NewApproval, NewLease, Receipt, Resolution, ResolveError,
-    check_separation, rfc3339, signed_receipt, to_i64,
+    APPROVAL_COLUMNS, Approval, ApprovalState, LEASE_COLUMNS, Lease, NewApproval, NewLease,
+    Receipt, Resolution, ResolveError, approval_from_row, check_separation, lease_from_row,
+    signed_receipt, to_i64,
 };
 use crate::error::StoreError;
 use crate::sqlite::approvals::{Created, SESSION_STALE_MS, Taken};
-
-const APPROVAL_COLUMNS: &str = "id, state, digest, session, principal, server, tool, method, arguments, effect, rule, reason, mode, separate_approver, decision_id, created_at, expires_at, resolved_at, approver, channel, note, receipt_id";
-
-fn approval_row(row: &Row) -> Result<Approval, postgres::Error> {
-    let state: String = row.try_get(1)?;
-    let arguments: String = row.try_get(8)?;
-    let resolved: Option<i64> = row.try_get(17)?;
-    Ok(Approval {
-        id: row.try_get(0)?,
-        // An unknown state is read as expired: it can neither be resolved nor used.
-        state: ApprovalState::parse(&state).unwrap_or(ApprovalState::Expired),
-        digest: row.try_get(2)?,
-        session: row.try_get(3)?,
-        principal: row.try_get(4)?,
-        server: row.try_get(5)?,
-        tool: row.try_get(6)?,
-        method: row.try_get(7)?,
-        arguments: serde_json::from_str(&arguments).unwrap_or(serde_json::Value::Null),
-        effect: row.try_get(9)?,
-        rule: row.try_get(10)?,
-        reason: row.try_get(11)?,
-        mode: row.try_get(12)?,
-        separate_approver: row.try_get(13)?,
-        decision_id: row.try_get(14)?,
-        created_at: rfc3339(row.try_get(15)?),
-        expires_at: rfc3339(row.try_get(16)?),
-        resolved_at: resolved.map(rfc3339),
-        approver: row.try_get(18)?,
-        channel: row.try_get(19)?,
-        note: row.try_get(20)?,
-        receipt_id: row.try_get(21)?,
-    })
-}
-
-const LEASE_COLUMNS: &str = "id, session, principal, server, tool, args_under, created_at, expires_at, max_calls, used_calls, revoked_at, granted_by, note";
-
-fn lease_row(row: &Row, now: i64) -> Result<Lease, postgres::Error> {
-    let args: String = row.try_get(5)?;
-    let expires: i64 = row.try_get(7)?;
-    let max: i64 = row.try_get(8)?;
-    let used: i64 = row.try_get(9)?;
-    let revoked: Option<i64> = row.try_get(10)?;
-    Ok(Lease {
-        id: row.try_get(0)?,
-        session: row.try_get(1)?,
-        principal: row.try_get(2)?,
-        server: row.try_get(3)?,
-        tool: row.try_get(4)?,
-        // Unreadable scope: an empty list would widen the lease, so such a lease is inactive.
-        args_under: serde_json::from_str(&args).unwrap_or_default(),
-        created_at: rfc3339(row.try_get(6)?),
-        expires_at: rfc3339(expires),
-        max_calls: u64::try_from(max).unwrap_or(0),
-        used_calls: u64::try_from(used).unwrap_or(u64::MAX),
-        revoked_at: revoked.map(rfc3339),
-        granted_by: row.try_get(11)?,
-        note: row.try_get(12)?,
-        active: revoked.is_none()
-            && expires > now
-            && used < max
-            && serde_json::from_str::<Vec<(String, String)>>(&args).is_ok(),
-    })
-}
 
 /// Marks pending and approved approvals expired whose ttl ran out or whose session is gone.
 fn expire_stale(c: &mut impl GenericClient, now: i64) -> Result<(), postgres::Error> {
@@ -135,7 +73,7 @@ fn find_approval(
         &[&id],
     )?
     .as_ref()
-    .map(approval_row)
+    .map(approval_from_row)
     .transpose()
 }
 
@@ -213,7 +151,7 @@ impl PgStore {
                     &[&new.digest, &new.session],
                 )?
                 .as_ref()
-                .map(approval_row)
+                .map(approval_from_row)
                 .transpose()?;
             if let Some(existing) = existing {
                 fence.pass()?;
@@ -260,7 +198,7 @@ impl PgStore {
                     &expires,
                 ],
             )?;
-            let created = approval_row(&row)?;
+            let created = approval_from_row(&row)?;
             fence.pass()?;
             tx.commit()?;
             Ok(Created::New(created))
@@ -286,7 +224,7 @@ impl PgStore {
                 ),
                 &[&digest, &session, &now],
             )?;
-            let used = row.as_ref().map(approval_row).transpose()?;
+            let used = row.as_ref().map(approval_from_row).transpose()?;
             fence.pass()?;
             tx.commit()?;
             Ok(used)
@@ -311,7 +249,7 @@ impl PgStore {
                     &[&id, &now],
                 )?
                 .as_ref()
-                .map(approval_row)
+                .map(approval_from_row)
                 .transpose()?;
             let taken = match used {
                 Some(approval) => Some(Taken::Approved(approval)),
@@ -435,7 +373,10 @@ impl PgStore {
                 ),
                 &[],
             )?;
-            let list = rows.iter().map(approval_row).collect::<Result<_, _>>()?;
+            let list = rows
+                .iter()
+                .map(approval_from_row)
+                .collect::<Result<_, _>>()?;
             fence.pass()?;
             tx.commit()?;
             Ok(list)
@@ -527,7 +468,7 @@ impl PgStore {
                     &new.note,
                 ],
             )?;
-            Ok(lease_row(&row, now)?)
+            Ok(lease_from_row(&row, now)?)
         })
     }
 
@@ -543,7 +484,7 @@ impl PgStore {
                 &[],
             )?
             .iter()
-            .map(|row| lease_row(row, now))
+            .map(|row| lease_from_row(row, now))
             .collect::<Result<_, _>>()
             .map_err(OpError::from)
         })?;
@@ -573,7 +514,7 @@ impl PgStore {
                 &[&now, &session, &principal, &server],
             )?
             .iter()
-            .map(|row| lease_row(row, now))
+            .map(|row| lease_from_row(row, now))
             .collect::<Result<_, _>>()
             .map_err(OpError::from)
         })?;

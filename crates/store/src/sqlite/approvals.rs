@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::approval::{
-    Approval, ApprovalState, Lease, NewApproval, NewLease, Receipt, Resolution, ResolveError,
+    APPROVAL_COLUMNS, Approval, ApprovalState, LEASE_COLUMNS, Lease, NewApproval, NewLease,
+    Receipt, Resolution, ResolveError, approval_from_row, lease_from_row, to_i64,
 };
 use crate::error::StoreError;
 use crate::key;
@@ -68,71 +69,6 @@ impl std::fmt::Debug for ApprovalStore {
 
 fn now_ms() -> i64 {
     crate::clock::now_ms()
-}
-
-use crate::approval::{rfc3339, to_i64};
-
-const APPROVAL_COLUMNS: &str = "id, state, digest, session, principal, server, tool, method, arguments, effect, rule, reason, mode, separate_approver, decision_id, created_at, expires_at, resolved_at, approver, channel, note, receipt_id";
-
-fn approval_row(row: &Row<'_>) -> rusqlite::Result<Approval> {
-    let state: String = row.get(1)?;
-    let arguments: String = row.get(8)?;
-    let resolved: Option<i64> = row.get(17)?;
-    Ok(Approval {
-        id: row.get(0)?,
-        // An unknown state is read as expired: it can neither be resolved nor used.
-        state: ApprovalState::parse(&state).unwrap_or(ApprovalState::Expired),
-        digest: row.get(2)?,
-        session: row.get(3)?,
-        principal: row.get(4)?,
-        server: row.get(5)?,
-        tool: row.get(6)?,
-        method: row.get(7)?,
-        arguments: serde_json::from_str(&arguments).unwrap_or(serde_json::Value::Null),
-        effect: row.get(9)?,
-        rule: row.get(10)?,
-        reason: row.get(11)?,
-        mode: row.get(12)?,
-        separate_approver: row.get(13)?,
-        decision_id: row.get(14)?,
-        created_at: rfc3339(row.get(15)?),
-        expires_at: rfc3339(row.get(16)?),
-        resolved_at: resolved.map(rfc3339),
-        approver: row.get(18)?,
-        channel: row.get(19)?,
-        note: row.get(20)?,
-        receipt_id: row.get(21)?,
-    })
-}
-
-const LEASE_COLUMNS: &str = "id, session, principal, server, tool, args_under, created_at, expires_at, max_calls, used_calls, revoked_at, granted_by, note";
-
-fn lease_row(row: &Row<'_>, now: i64) -> rusqlite::Result<Lease> {
-    let args: String = row.get(5)?;
-    let expires: i64 = row.get(7)?;
-    let max: i64 = row.get(8)?;
-    let used: i64 = row.get(9)?;
-    let revoked: Option<i64> = row.get(10)?;
-    Ok(Lease {
-        id: row.get(0)?,
-        session: row.get(1)?,
-        principal: row.get(2)?,
-        server: row.get(3)?,
-        tool: row.get(4)?,
-        // Unreadable scope: an empty list would widen the lease, so such a lease is inactive.
-        args_under: serde_json::from_str(&args).unwrap_or_default(),
-        created_at: rfc3339(row.get(6)?),
-        expires_at: rfc3339(expires),
-        max_calls: u64::try_from(max).unwrap_or(0),
-        used_calls: u64::try_from(used).unwrap_or(u64::MAX),
-        revoked_at: revoked.map(rfc3339),
-        granted_by: row.get(11)?,
-        note: row.get(12)?,
-        active: revoked.is_none()
-            && expires > now
-            && used < max
-            && serde_json::from_str::<Vec<(String, String)>>(&args).is_ok(),
-    })
 }
 
 impl ApprovalStore {
@@ -259,7 +195,7 @@ impl ApprovalStore {
                      AND state IN ('pending', 'approved') ORDER BY created_at DESC LIMIT 1"
                 ),
                 params![new.digest, new.session],
-                approval_row,
+                |row| approval_from_row(row),
             )
             .optional()
             .map_err(self.err("looking for an approval of the same call"))?;
@@ -309,7 +245,7 @@ impl ApprovalStore {
             .query_row(
                 &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"),
                 params![new.id],
-                approval_row,
+                |row| approval_from_row(row),
             )
             .map_err(self.err("reading the new approval"))?;
         tx.commit().map_err(self.err("committing a new approval"))?;
@@ -332,7 +268,7 @@ impl ApprovalStore {
                      AND state = 'approved' AND expires_at > ?3 LIMIT 1"
                 ),
                 params![digest, session, now],
-                approval_row,
+                |row| approval_from_row(row),
             )
             .optional()
             .map_err(self.err("looking for an approval"))?;
@@ -367,7 +303,7 @@ impl ApprovalStore {
             .query_row(
                 &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"),
                 params![id],
-                approval_row,
+                |row| approval_from_row(row),
             )
             .optional()
             .map_err(self.err("reading an approval"))?;
@@ -419,7 +355,7 @@ impl ApprovalStore {
             .query_row(
                 &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"),
                 params![id],
-                approval_row,
+                |row| approval_from_row(row),
             )
             .optional()
             .map_err(self.err("reading an approval"))?
@@ -490,7 +426,7 @@ impl ApprovalStore {
             ))
             .map_err(self.err("listing approvals"))?;
         let rows = stmt
-            .query_map([], approval_row)
+            .query_map([], |row| approval_from_row(row))
             .map_err(self.err("listing approvals"))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(self.err("listing approvals"))
@@ -521,7 +457,7 @@ impl ApprovalStore {
         conn.query_row(
             &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"),
             params![id],
-            approval_row,
+            |row| approval_from_row(row),
         )
         .optional()
         .map_err(self.err("reading an approval"))
@@ -580,7 +516,7 @@ impl ApprovalStore {
         conn.query_row(
             &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = ?1"),
             params![new.id],
-            |row| lease_row(row, now),
+            |row| lease_from_row(row, now),
         )
         .map_err(self.err("reading the new lease"))
     }
@@ -595,7 +531,7 @@ impl ApprovalStore {
             ))
             .map_err(self.err("listing leases"))?;
         let rows = stmt
-            .query_map([], |row| lease_row(row, now))
+            .query_map([], |row| lease_from_row(row, now))
             .map_err(self.err("listing leases"))?;
         let leases = rows
             .collect::<Result<Vec<_>, _>>()
@@ -623,7 +559,7 @@ impl ApprovalStore {
             .map_err(self.err("finding leases"))?;
         let rows = stmt
             .query_map(params![now, session, principal, server], |row| {
-                lease_row(row, now)
+                lease_from_row(row, now)
             })
             .map_err(self.err("finding leases"))?;
         let leases = rows

@@ -272,10 +272,9 @@ pub fn copy_sqlite_to_postgres(state_dir: &Path, url: &str) -> Result<CopyReport
         .map_err(|e| StoreError::sqlite(&db, "ending the read transaction", e))?;
     drop(conn);
 
-    let (config, target) = crate::pg::parse_url(url)?;
-    let mut client = config
-        .connect(postgres::NoTls)
-        .map_err(|e| StoreError::postgres(&target, "connecting", e))?;
+    let endpoint = crate::pg::parse_url(url)?;
+    let mut client = endpoint.connect()?;
+    let target = endpoint.target;
     schema::migrate(&mut client, &target)?;
     let err = |during| {
         let target = target.clone();

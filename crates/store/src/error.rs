@@ -186,9 +186,11 @@ pub enum StoreError {
 
     /// PostgreSQL failed (refused the connection, dropped it, or refused a statement).
     #[error(
-        "PostgreSQL store `{target}`: {during} failed: {source}\n\
-         help: check that the server is running and reachable, and that the user may use the \
-         database; calls that need the store are denied until it is back"
+        "PostgreSQL store `{target}`: {during} failed: {}\n\
+         help: check that the server is running and reachable, that the user may use the \
+         database, and over TLS that the server's certificate names the host and chains to \
+         `sslrootcert` (or a public CA); calls that need the store are denied until it is back",
+        with_causes(.source.as_ref())
     )]
     Postgres {
         /// Where the database is (user, host, port, database; never the password).
@@ -291,4 +293,21 @@ impl StoreError {
             source: Arc::new(source),
         }
     }
+}
+
+/// An error and what caused it, `outer: inner: innermost`: the PostgreSQL client's own message
+/// for a failed TLS handshake says only that it failed, the cause says why (an unknown issuer,
+/// a name mismatch).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let part = inner.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = inner.source();
+    }
+    text
 }

@@ -25,6 +25,7 @@ mod counters;
 mod pins;
 pub(crate) mod pool;
 pub(crate) mod schema;
+mod tls;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -111,8 +112,28 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Parses a `postgres://` URL into a client configuration and a printable target.
-pub(crate) fn parse_url(url: &str) -> Result<(Config, String), StoreError> {
+/// Where the database is and how to reach it: the client configuration parsed from the URL,
+/// in clear or over verified TLS (see [`tls`]), and a printable target without the password.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) config: Config,
+    pub(crate) transport: tls::Transport,
+    pub(crate) target: String,
+}
+
+impl Endpoint {
+    /// Opens one connection.
+    pub(crate) fn connect(&self) -> Result<postgres::Client, StoreError> {
+        let connected = match &self.transport {
+            tls::Transport::Plain => self.config.connect(postgres::NoTls),
+            tls::Transport::Tls(tls) => self.config.connect(tls.clone()),
+        };
+        connected.map_err(|e| StoreError::postgres(&self.target, "connecting", e))
+    }
+}
+
+/// Parses a `postgres://` URL into an [`Endpoint`].
+pub(crate) fn parse_url(url: &str) -> Result<Endpoint, StoreError> {
     let bad = |reason: String| StoreError::BadUrl {
         url: redact_url(url),
         reason,
@@ -125,14 +146,15 @@ pub(crate) fn parse_url(url: &str) -> Result<(Config, String), StoreError> {
             format!("the scheme `{scheme}` is not supported; only `postgres://` is")
         }));
     }
-    let mut config = Config::from_str(url).map_err(|e| bad(e.to_string()))?;
+    let (client_url, tls_params) = tls::split_url(url).map_err(bad)?;
+    let mut config = Config::from_str(&client_url).map_err(|e| bad(e.to_string()))?;
     if config.get_hosts().is_empty() {
         return Err(bad("it names no host".to_owned()));
     }
     if config.get_user().is_none() {
         return Err(bad("it names no user".to_owned()));
     }
-    refuse_plaintext_to_remote(&config).map_err(bad)?;
+    let transport = tls::choose(&mut config, &tls_params).map_err(bad)?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
@@ -143,57 +165,15 @@ pub(crate) fn parse_url(url: &str) -> Result<(Config, String), StoreError> {
         .keepalives_idle(Duration::from_secs(10))
         .tcp_user_timeout(STATEMENT_TIMEOUT)
         .application_name("portcullis");
-    let target = target_of(&config);
-    Ok((config, target))
-}
-
-/// This build speaks to PostgreSQL without TLS. Over loopback or a unix socket that is fine; to
-/// any other host the password exchange and every audit record would cross the network in
-/// clear, which the default `sslmode=prefer` would do silently. So a remote host needs the
-/// operator's explicit `sslmode=disable` (a private network they trust, or a TLS tunnel they
-/// run), and `sslmode=require`, which cannot be met, is refused rather than ignored.
-fn refuse_plaintext_to_remote(config: &Config) -> Result<(), String> {
-    // `hostaddr=` decides where a TCP connection goes whatever `host` says, so both count.
-    let remote = config
-        .get_hosts()
-        .iter()
-        .find_map(|host| match host {
-            postgres::config::Host::Tcp(name) if !is_loopback(name) => Some(name.clone()),
-            _ => None,
-        })
-        .or_else(|| {
-            config
-                .get_hostaddrs()
-                .iter()
-                .find(|addr| !addr.is_loopback())
-                .map(ToString::to_string)
-        });
-    let Some(remote) = remote else {
-        return Ok(());
-    };
-    match config.get_ssl_mode() {
-        postgres::config::SslMode::Disable => Ok(()),
-        postgres::config::SslMode::Require => Err(format!(
-            "it asks for sslmode=require, but this build reaches PostgreSQL without TLS; \
-             help: reach `{remote}` through a TLS tunnel that listens on loopback (stunnel, a \
-             pgbouncer sidecar) and point the URL at it"
-        )),
-        _ => Err(format!(
-            "the connection to `{remote}` would not be encrypted (this build reaches PostgreSQL \
-             without TLS); help: run the database on this host or behind a TLS tunnel that \
-             listens on loopback, or, on a private network you trust, add `sslmode=disable` \
-             to the URL to say so"
-        )),
+    let mut target = target_of(&config);
+    if matches!(transport, tls::Transport::Tls(_)) {
+        target.push_str(" (TLS)");
     }
-}
-
-/// `localhost` or a loopback address.
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    Ok(Endpoint {
+        config,
+        transport,
+        target,
+    })
 }
 
 fn target_of(config: &Config) -> String {
@@ -232,21 +212,21 @@ impl PgStore {
     }
 
     fn open_with_key(url: &str, key: SigningKey, wait: Duration) -> Result<PgStore, StoreError> {
-        let (config, target) = parse_url(url)?;
+        let endpoint = parse_url(url)?;
         let settings = Settings {
             size: POOL_SIZE,
             statement_timeout: STATEMENT_TIMEOUT,
             wait,
         };
-        let pool = Pool::start(&config, &target, &settings)?;
+        let pool = Pool::start(&endpoint, &settings)?;
+        let target = endpoint.target.clone();
         // Not fenced: a migration that commits after its caller gave up is harmless (the next
         // open finds the schema up to date).
         pool.run("migrating the schema", move |client, _| {
             schema::migrate(client, &target).map(|_| ())
         })?;
         let writer_pool = Pool::start(
-            &config,
-            pool.target(),
+            &endpoint,
             &Settings {
                 size: 1,
                 ..settings
@@ -323,11 +303,9 @@ pub struct SchemaStatus {
 
 /// Connects once (no pool) with the timeouts of the store.
 fn connect_once(url: &str) -> Result<(postgres::Client, String), StoreError> {
-    let (config, target) = parse_url(url)?;
-    let client = config
-        .connect(postgres::NoTls)
-        .map_err(|e| StoreError::postgres(&target, "connecting", e))?;
-    Ok((client, target))
+    let endpoint = parse_url(url)?;
+    let client = endpoint.connect()?;
+    Ok((client, endpoint.target))
 }
 
 /// Reads the schema version of the database at `url` without changing anything.

@@ -63,13 +63,28 @@ pub struct Cluster {
 impl Cluster {
     /// Creates and starts a cluster in a new directory under the system temp directory.
     pub fn start() -> Result<Cluster, PgTestError> {
-        let dir = std::env::temp_dir().join(unique("portcullis-pg-"));
-        let url = run_script(&[
-            "start",
-            &path_str(&dir),
-            "--watch",
-            &std::process::id().to_string(),
-        ])?;
+        Self::start_in(unique("portcullis-pg-"), &[])
+    }
+
+    /// Like [`start`](Self::start), and also listening on `127.0.0.1:port` over TLS only, with
+    /// the PEM certificate chain `cert` and key `key`.
+    pub fn start_with_tls(cert: &Path, key: &Path, port: u16) -> Result<Cluster, PgTestError> {
+        let tls = ["--tls", &path_str(cert), &path_str(key), &port.to_string()].map(String::from);
+        Self::start_in(unique("portcullis-pg-tls-"), &tls)
+    }
+
+    /// Starts a cluster in `name` under the system temp directory, watched by this process.
+    fn start_in(name: String, options: &[String]) -> Result<Cluster, PgTestError> {
+        let dir = std::env::temp_dir().join(name);
+        let mut args = vec![
+            "start".to_owned(),
+            path_str(&dir),
+            "--watch".to_owned(),
+            std::process::id().to_string(),
+        ];
+        args.extend_from_slice(options);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let url = run_script(&args)?;
         Ok(Cluster { dir, url })
     }
 

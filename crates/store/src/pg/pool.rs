@@ -28,8 +28,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use postgres::{Client, Config, NoTls};
+use postgres::Client;
 
+use super::Endpoint;
 use crate::error::StoreError;
 
 /// Timeouts and sizes of one pool.
@@ -92,7 +93,7 @@ impl Fence {
 
 /// One worker's connection, made on demand.
 struct Slot {
-    config: Arc<Config>,
+    endpoint: Arc<Endpoint>,
     target: Arc<str>,
     statement_timeout: Duration,
     client: Option<Client>,
@@ -112,10 +113,7 @@ impl Slot {
             self.client = None;
         }
         if self.client.is_none() {
-            let mut client = self
-                .config
-                .connect(NoTls)
-                .map_err(|e| StoreError::postgres(&self.target, "connecting", e))?;
+            let mut client = self.endpoint.connect()?;
             // Every statement is bounded, so a stuck lock or an overloaded server turns into an
             // error (and a denied call) rather than a gateway that hangs; a transaction left open
             // by a vanished client cannot hold locks for long either.
@@ -155,23 +153,19 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// Starts `settings.size` workers for the database of `config`. Nothing connects yet.
-    pub(crate) fn start(
-        config: &Config,
-        target: &str,
-        settings: &Settings,
-    ) -> Result<Pool, StoreError> {
+    /// Starts `settings.size` workers for the database at `endpoint`. Nothing connects yet.
+    pub(crate) fn start(endpoint: &Endpoint, settings: &Settings) -> Result<Pool, StoreError> {
         let size = settings.size.max(1);
         let (tasks, queue) = std::sync::mpsc::sync_channel::<Task>(size.saturating_mul(64));
         let queue = Arc::new(Mutex::new(queue));
-        let config = Arc::new(config.clone());
-        let target: Arc<str> = Arc::from(target);
+        let endpoint = Arc::new(endpoint.clone());
+        let target: Arc<str> = Arc::from(endpoint.target.as_str());
         let generation = Arc::new(AtomicU64::new(0));
         let mut workers = Vec::with_capacity(size);
         for n in 0..size {
             let queue = Arc::clone(&queue);
             let slot = Slot {
-                config: Arc::clone(&config),
+                endpoint: Arc::clone(&endpoint),
                 target: Arc::clone(&target),
                 statement_timeout: settings.statement_timeout,
                 client: None,

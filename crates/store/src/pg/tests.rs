@@ -315,13 +315,13 @@ fn an_audit_batch_whose_waiters_timed_out_is_never_committed() {
 }
 
 fn small_pool(url: &str, wait: Duration) -> pool::Pool {
-    let (config, target) = parse_url(url).unwrap();
+    let endpoint = parse_url(url).unwrap();
     let settings = Settings {
         size: 1,
         statement_timeout: STATEMENT_TIMEOUT,
         wait,
     };
-    pool::Pool::start(&config, &target, &settings).unwrap()
+    pool::Pool::start(&endpoint, &settings).unwrap()
 }
 
 #[test]
@@ -411,34 +411,195 @@ fn counter_windows_and_expiries_are_on_the_database_clock() {
     );
 }
 
+fn is_tls(url: &str) -> bool {
+    matches!(parse_url(url).unwrap().transport, tls::Transport::Tls(_))
+}
+
 #[test]
-fn a_remote_host_needs_an_explicit_sslmode_disable() {
+fn a_remote_host_is_reached_over_tls_unless_the_url_says_disable() {
     for url in [
         "postgres://u@db.internal/p",
-        "postgres://u@10.0.0.5:5432/p?sslmode=prefer",
+        "postgres://u@db.internal/p?sslmode=require",
+        "postgres://u@db.internal/p?sslmode=verify-full",
+        "postgres://u@db.internal/p?sslmode=VERIFY-CA",
         "postgres://u@localhost,db.internal/p",
         "postgres://u@localhost/p?hostaddr=10.0.0.5",
+        // Loopback too, when the URL asks for it.
+        "postgres://u@localhost/p?sslmode=require",
     ] {
-        let text = parse_url(url).unwrap_err().to_string();
-        assert!(text.contains("would not be encrypted"), "{url}: {text}");
-        assert!(text.contains("sslmode=disable"), "{url}: {text}");
+        assert!(is_tls(url), "{url}");
+        let endpoint = parse_url(url).unwrap();
+        assert_eq!(
+            endpoint.config.get_ssl_mode(),
+            postgres::config::SslMode::Require,
+            "{url}"
+        );
+        assert!(endpoint.target.ends_with(" (TLS)"), "{}", endpoint.target);
     }
-    let text = parse_url("postgres://u@db.internal/p?sslmode=require")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        text.contains("sslmode=require") && text.contains("without TLS"),
-        "{text}"
-    );
     for url in [
         "postgres://u@db.internal/p?sslmode=disable",
         "postgres://u@localhost/p",
+        "postgres://u@localhost/p?sslmode=prefer",
         "postgres://u@LOCALHOST:5433/p",
         "postgres://u@127.0.0.1/p",
         "postgres://u@[::1]:5432/p",
         "postgres://u@%2Fvar%2Frun%2Fpostgresql/p",
         "postgres://u@localhost/p?hostaddr=127.0.0.1",
     ] {
-        assert!(parse_url(url).is_ok(), "{url}");
+        assert!(!is_tls(url), "{url}");
+        let endpoint = parse_url(url).unwrap();
+        assert_eq!(
+            endpoint.config.get_ssl_mode(),
+            postgres::config::SslMode::Disable,
+            "{url}: plain means no TLS attempt at all"
+        );
     }
+}
+
+#[test]
+fn tls_settings_that_cannot_be_honoured_are_refused_with_a_way_out() {
+    let cases = [
+        // `prefer` would fall back to clear text without a word.
+        (
+            "postgres://u@10.0.0.5:5432/p?sslmode=prefer",
+            "sslmode=require",
+        ),
+        ("postgres://u@db/p?sslmode=allow", "not supported"),
+        ("postgres://u@db/p?sslmode=require&sslmode=disable", "twice"),
+        (
+            "postgres://u@db/p?sslrootcert=a.pem&sslrootcert=b.pem",
+            "twice",
+        ),
+        ("postgres://u@db/p?sslrootcert=", "empty"),
+        (
+            "postgres://u@localhost/p?sslrootcert=%2Ftmp%2Fca.pem",
+            "sslmode=require",
+        ),
+        (
+            "postgres://u@db/p?sslmode=disable&sslrootcert=%2Ftmp%2Fca.pem",
+            "does not use TLS",
+        ),
+        (
+            "postgres://u@db/p?sslrootcert=%2Fno%2Fsuch%2Fca.pem",
+            "cannot read sslrootcert",
+        ),
+        ("postgres://u@db/p?sslrootcert=%FF", "not UTF-8"),
+    ];
+    for (url, expected) in cases {
+        let text = parse_url(url).unwrap_err().to_string();
+        assert!(text.contains(expected), "{url}: {text}");
+    }
+}
+
+#[test]
+fn sslrootcert_must_hold_certificates() {
+    let dir = TempDir::new().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "no certificate here\n").unwrap();
+    let garbled = dir.path().join("garbled.pem");
+    std::fs::write(
+        &garbled,
+        "-----BEGIN CERTIFICATE-----\nnot base64 !!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for (file, expected) in [
+        (&empty, "holds no certificate"),
+        (&garbled, "not a valid PEM"),
+    ] {
+        let url = format!(
+            "postgres://u@db/p?sslrootcert={}",
+            file.display().to_string().replace('/', "%2F")
+        );
+        let text = parse_url(&url).unwrap_err().to_string();
+        assert!(text.contains(expected), "{url}: {text}");
+    }
+}
+
+#[test]
+fn split_url_passes_everything_else_through() {
+    let (url, params) =
+        tls::split_url("postgres://u:p%40ss@db/p?connect_timeout=5&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x")
+            .unwrap();
+    assert_eq!(
+        url,
+        "postgres://u:p%40ss@db/p?connect_timeout=5&sslmode=require&application_name=x"
+    );
+    assert_eq!(params.sslmode.as_deref(), Some("verify-full"));
+    assert_eq!(
+        params.rootcert.as_deref(),
+        Some(std::path::Path::new("/etc/ca.pem"))
+    );
+    let (url, params) = tls::split_url("postgres://u@db/p").unwrap();
+    assert_eq!(url, "postgres://u@db/p");
+    assert_eq!(params, tls::TlsParams::default());
+}
+
+/// A server that takes TCP connections only over TLS, with its own certificate: the store
+/// reaches it when the URL trusts that certificate, and is refused when it trusts another.
+#[test]
+fn a_tls_only_server_is_reached_over_verified_tls() {
+    let dir = TempDir::new().unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let server = rcgen::generate_simple_self_signed(names.clone()).unwrap();
+    let cert = write("server.crt", server.cert.pem());
+    let key = write("server.key", server.signing_key.serialize_pem());
+    let other = rcgen::generate_simple_self_signed(names).unwrap();
+    let other_root = write("other.pem", other.cert.pem());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _cluster =
+        portcullis_testkit::postgres::Cluster::start_with_tls(&cert, &key, port).unwrap();
+    let url = |query: &str| format!("postgres://postgres@localhost:{port}/postgres?{query}");
+    let root = |path: &std::path::Path| path.display().to_string().replace('/', "%2F");
+
+    let good = url(&format!("sslmode=verify-full&sslrootcert={}", root(&cert)));
+    let endpoint = parse_url(&good).unwrap();
+    assert!(endpoint.target.ends_with(" (TLS)"), "{}", endpoint.target);
+    let mut client = endpoint.connect().unwrap();
+    let encrypted: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted);
+    // The whole store works over it.
+    let state = TempDir::new().unwrap();
+    let store = PgStore::open(&good, state.path()).unwrap();
+    for i in 0..3 {
+        store.queue().append_blocking(event(i)).unwrap();
+    }
+    assert!(store.verify().unwrap().ok);
+    drop(store);
+
+    // A certificate the URL does not trust is refused, and so are the public roots for it.
+    for query in [
+        format!("sslmode=require&sslrootcert={}", root(&other_root)),
+        "sslmode=require".to_owned(),
+    ] {
+        let Err(error) = parse_url(&url(&query)).unwrap().connect() else {
+            panic!("{query}: connected with an untrusted certificate");
+        };
+        let text = error.to_string();
+        assert!(
+            text.contains("TLS") && text.contains("connecting"),
+            "{query}: {text}"
+        );
+    }
+    // In clear the server refuses (hostssl only), so the encryption above was not optional.
+    assert!(
+        parse_url(&url("sslmode=disable"))
+            .unwrap()
+            .connect()
+            .is_err()
+    );
 }

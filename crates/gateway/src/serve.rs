@@ -239,6 +239,13 @@ pub async fn serve(options: ServeOptions) -> Result<(), GatewayError> {
     let reaper = tokio::spawn(reap_idle(Arc::clone(&app)));
     let router = http::router(Arc::clone(&app));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // No Nagle delay: a streamed answer is several small writes (its events, then the response),
+    // and a later one must not wait for the client to acknowledge the first.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a client connection");
+        }
+    });
     let mut server = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async {

@@ -26,7 +26,7 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use super::upstream::{PIPE_LINES, REQUEST_TIMEOUT};
+use super::upstream::{PIPE_BYTES, REQUEST_TIMEOUT};
 use crate::error::GatewayError;
 
 /// Most POSTs in flight to one server session at once; more wait (back-pressure).
@@ -82,8 +82,8 @@ pub(crate) fn connect(info: &ServerInfo) -> Result<HttpServer, GatewayError> {
     };
     let client = HttpClient::new(&config)
         .map_err(|error| GatewayError::ServerSelection(error.to_string()))?;
-    let (session_w, bridge_r) = line_channel(PIPE_LINES, DEFAULT_MAX_LINE_BYTES);
-    let (bridge_w, session_r) = line_channel(PIPE_LINES, DEFAULT_MAX_LINE_BYTES);
+    let (session_w, bridge_r) = line_channel(PIPE_BYTES, DEFAULT_MAX_LINE_BYTES);
+    let (bridge_w, session_r) = line_channel(PIPE_BYTES, DEFAULT_MAX_LINE_BYTES);
     let to_session = StdinWriter::from_sender(bridge_w);
     let task = tokio::spawn(run(client.clone(), bridge_r, to_session));
     tracing::info!(target: "upstream", server = %info.name, "connected a session to an HTTP server");

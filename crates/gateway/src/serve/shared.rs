@@ -33,13 +33,13 @@ use portcullis_transport::{DEFAULT_MAX_LINE_BYTES, Line, LineReceiver, LineSende
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-use super::upstream::PIPE_LINES;
+use super::upstream::PIPE_BYTES;
 use crate::config::child_spec;
 use crate::metrics::SharedMetrics;
 
-/// Messages queued for one session. A session that stops reading loses what does not fit
-/// (logged) rather than stalling every other session of the server.
-const SESSION_QUEUE: usize = 1024;
+/// Bytes of messages queued for one session. A session that stops reading loses what does not
+/// fit (logged) rather than stalling every other session of the server.
+const SESSION_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long a request waits for a (re)starting server before it is refused.
 const READY_WAIT: Duration = Duration::from_secs(30);
@@ -167,8 +167,8 @@ impl SharedServer {
     /// process answers it comes back on `server_out`.
     pub(crate) fn attach(self: &Arc<Self>) -> Attached {
         let conn = self.next_id();
-        let (session_in, mut ours_in) = line_channel(PIPE_LINES, DEFAULT_MAX_LINE_BYTES);
-        let (ours_out, session_out) = line_channel(SESSION_QUEUE, DEFAULT_MAX_LINE_BYTES);
+        let (session_in, mut ours_in) = line_channel(PIPE_BYTES, DEFAULT_MAX_LINE_BYTES);
+        let (ours_out, session_out) = line_channel(SESSION_QUEUE_BYTES, DEFAULT_MAX_LINE_BYTES);
         self.state().conns.insert(conn, ours_out);
         let server = Arc::clone(self);
         tokio::spawn(async move {

@@ -30,10 +30,9 @@ use crate::error::GatewayError;
 use crate::metrics::SharedMetrics;
 use crate::session::{Session, SessionEnd, SessionParts};
 
-/// Capacity of each in-process line channel, in messages; a full channel applies back-pressure,
-/// it never grows. Each message is bounded by [`DEFAULT_MAX_LINE_BYTES`] (and already held in
-/// memory by whoever sends it).
-pub(super) const PIPE_LINES: usize = 16;
+/// Capacity of each in-process line channel, in bytes; a full channel applies back-pressure, it
+/// never grows (a larger message waits for it to be empty and passes alone).
+pub(super) const PIPE_BYTES: usize = 64 * 1024;
 
 /// The longest a client request waits for its answer. Long-running tools exist; a request that
 /// outlives this gets an internal error and its late answer is dropped.
@@ -97,8 +96,8 @@ impl Upstream {
         let info = ctx.policy.servers().get(server).ok_or_else(|| {
             GatewayError::ServerSelection(format!("the policy configures no server `{server}`"))
         })?;
-        let (ours_in, client_in) = line_channel(PIPE_LINES, DEFAULT_MAX_LINE_BYTES);
-        let (theirs_out, ours_out) = line_channel(PIPE_LINES, DEFAULT_MAX_LINE_BYTES);
+        let (ours_in, client_in) = line_channel(PIPE_BYTES, DEFAULT_MAX_LINE_BYTES);
+        let (theirs_out, ours_out) = line_channel(PIPE_BYTES, DEFAULT_MAX_LINE_BYTES);
         let input = StdinWriter::from_sender(ours_in);
         let waiters: Waiters = Arc::default();
         let parts = |upstream: StdinWriter| SessionParts {

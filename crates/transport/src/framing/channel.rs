@@ -7,29 +7,42 @@
 //! that: a line is either queued whole or not at all. It also skips the copy into a byte buffer
 //! and the search for the newline on the other side.
 //!
+//! Like the byte pipes it replaces, a channel is bounded in bytes, not in messages: it holds at
+//! most `capacity` bytes of lines (a line longer than that waits for the channel to be empty and
+//! then passes alone), so many small messages can be queued while a large one is on its way.
+//!
 //! The receiving side keeps the guarantees of [`BoundedLineReader`](super::BoundedLineReader): a
 //! line longer than its limit is reported as [`Line::TooLong`] with its first bytes kept, and
 //! never handed on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc};
 
 use super::reader::{DISCARDED_HEAD_BYTES, Line};
 use super::writer::{DEFAULT_WRITE_TIMEOUT, WriteLineError};
 use super::{LineSink, LineSource};
 
-/// Creates a pipe that holds at most `capacity` lines at once (a full pipe makes the writer
-/// wait, it never grows) and hands on lines of at most `max_line_bytes` bytes.
-pub fn line_channel(capacity: usize, max_line_bytes: usize) -> (LineSender, LineReceiver) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
+/// A queued line and its share of the channel's byte budget, given back when it is read.
+type Queued = (Vec<u8>, OwnedSemaphorePermit);
+
+/// Creates a pipe that holds at most `capacity_bytes` bytes of lines at once (a full pipe makes
+/// the writer wait, it never grows) and hands on lines of at most `max_line_bytes` bytes.
+pub fn line_channel(capacity_bytes: usize, max_line_bytes: usize) -> (LineSender, LineReceiver) {
+    let capacity = u32::try_from(capacity_bytes.max(1)).unwrap_or(u32::MAX);
+    let budget = Arc::new(Semaphore::new(capacity as usize));
+    let (tx, rx) = mpsc::unbounded_channel();
     (
         LineSender {
             tx,
+            budget: Arc::clone(&budget),
+            capacity,
             timeout: DEFAULT_WRITE_TIMEOUT,
         },
         LineReceiver {
             rx,
+            budget,
             max_line_bytes,
             head: Vec::new(),
         },
@@ -39,7 +52,9 @@ pub fn line_channel(capacity: usize, max_line_bytes: usize) -> (LineSender, Line
 /// The writing end of a [`line_channel`]. Cloning is cheap; every clone feeds the same reader.
 #[derive(Debug, Clone)]
 pub struct LineSender {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Queued>,
+    budget: Arc<Semaphore>,
+    capacity: u32,
     timeout: Duration,
 }
 
@@ -66,13 +81,22 @@ impl LineSender {
         if let Some(offset) = line.iter().position(|&b| b == b'\n') {
             return Err(WriteLineError::EmbeddedNewline { offset });
         }
-        match tokio::time::timeout(self.timeout, self.tx.send(line)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_closed)) => Err(WriteLineError::Closed),
-            Err(_elapsed) => Err(WriteLineError::TimedOut {
-                after: self.timeout,
-            }),
-        }
+        let budget = Arc::clone(&self.budget);
+        let permit =
+            match tokio::time::timeout(self.timeout, budget.acquire_many_owned(self.cost(&line)))
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_closed)) => return Err(WriteLineError::Closed),
+                Err(_elapsed) => {
+                    return Err(WriteLineError::TimedOut {
+                        after: self.timeout,
+                    });
+                }
+            };
+        self.tx
+            .send((line, permit))
+            .map_err(|_closed| WriteLineError::Closed)
     }
 
     /// Queues `line` only if there is room now, for a sender that must not wait on a slow
@@ -85,15 +109,28 @@ impl LineSender {
         if let Some(offset) = line.iter().position(|&b| b == b'\n') {
             return Err(WriteLineError::EmbeddedNewline { offset });
         }
-        self.tx.try_send(line).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => WriteLineError::Full,
-            mpsc::error::TrySendError::Closed(_) => WriteLineError::Closed,
-        })
+        let permit = Arc::clone(&self.budget)
+            .try_acquire_many_owned(self.cost(&line))
+            .map_err(|error| match error {
+                TryAcquireError::NoPermits => WriteLineError::Full,
+                TryAcquireError::Closed => WriteLineError::Closed,
+            })?;
+        self.tx
+            .send((line, permit))
+            .map_err(|_closed| WriteLineError::Closed)
     }
 
     /// Whether the reader is gone.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// The bytes of budget `line` takes: its length (at least one, so empty lines are bounded
+    /// too), and at most the whole capacity, so that any line can pass once the pipe is empty.
+    fn cost(&self, line: &[u8]) -> u32 {
+        u32::try_from(line.len())
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.capacity)
     }
 }
 
@@ -103,10 +140,12 @@ impl LineSink for LineSender {
     }
 }
 
-/// The reading end of a [`line_channel`].
+/// The reading end of a [`line_channel`]. Dropping it closes the channel: waiting and later
+/// writers get [`WriteLineError::Closed`].
 #[derive(Debug)]
 pub struct LineReceiver {
-    rx: mpsc::Receiver<Vec<u8>>,
+    rx: mpsc::UnboundedReceiver<Queued>,
+    budget: Arc<Semaphore>,
     max_line_bytes: usize,
     /// The first bytes (at most [`DISCARDED_HEAD_BYTES`]) of the last over-long line.
     head: Vec<u8>,
@@ -117,7 +156,8 @@ impl LineReceiver {
     ///
     /// Cancel safe: if the returned future is dropped before it completes, no line is lost.
     pub async fn recv_line(&mut self) -> Option<Line> {
-        let line = self.rx.recv().await?;
+        // The permit goes back to the budget here, as the line leaves the pipe.
+        let (line, _permit) = self.rx.recv().await?;
         if line.len() <= self.max_line_bytes {
             return Some(Line::Complete(line));
         }
@@ -137,7 +177,15 @@ impl LineReceiver {
 
     /// Refuses further lines; those already queued can still be read.
     pub fn close(&mut self) {
+        self.budget.close();
         self.rx.close();
+    }
+}
+
+impl Drop for LineReceiver {
+    fn drop(&mut self) {
+        // A writer waiting for room would otherwise wait for its whole timeout.
+        self.budget.close();
     }
 }
 

@@ -251,7 +251,7 @@ use crate::stdio::StdinWriter;
 
 #[tokio::test]
 async fn channel_passes_whole_lines_in_order_and_ends_when_senders_are_gone() {
-    let (tx, mut rx) = line_channel(4, 16);
+    let (tx, mut rx) = line_channel(64, 16);
     tx.send_line(b"one".to_vec()).await.unwrap();
     let mut sink = tx.clone();
     LineSink::write_line(&mut sink, b"").await.unwrap();
@@ -263,7 +263,7 @@ async fn channel_passes_whole_lines_in_order_and_ends_when_senders_are_gone() {
 
 #[tokio::test]
 async fn channel_reports_an_over_long_line_with_its_head_and_goes_on() {
-    let (tx, mut rx) = line_channel(4, 8);
+    let (tx, mut rx) = line_channel(4096, 8);
     let long: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
     tx.send_line(long.clone()).await.unwrap();
     tx.send_line(b"12345678".to_vec()).await.unwrap();
@@ -279,7 +279,7 @@ async fn channel_reports_an_over_long_line_with_its_head_and_goes_on() {
 
 #[tokio::test]
 async fn channel_refuses_an_embedded_newline_and_stays_usable() {
-    let (tx, mut rx) = line_channel(4, 64);
+    let (tx, mut rx) = line_channel(64, 64);
     let err = tx.send_line(b"{\"a\":\n1}".to_vec()).await.unwrap_err();
     assert!(
         matches!(err, WriteLineError::EmbeddedNewline { offset: 5 }),
@@ -298,7 +298,7 @@ async fn channel_refuses_an_embedded_newline_and_stays_usable() {
 
 #[tokio::test]
 async fn channel_full_times_out_or_refuses_and_closed_reader_is_reported() {
-    let (tx, mut rx) = line_channel(1, 64);
+    let (tx, mut rx) = line_channel(8, 64);
     let tx = tx.with_timeout(Duration::from_millis(50));
     tx.send_line(b"first".to_vec()).await.unwrap();
     let err = tx.send_line(b"second".to_vec()).await.unwrap_err();
@@ -315,12 +315,52 @@ async fn channel_full_times_out_or_refuses_and_closed_reader_is_reported() {
     assert!(matches!(err, WriteLineError::Closed), "{err:?}");
 }
 
+#[tokio::test]
+async fn channel_is_bounded_in_bytes_and_a_line_larger_than_it_passes_alone() {
+    let (tx, mut rx) = line_channel(10, 1 << 20);
+    let tx = tx.with_timeout(Duration::from_millis(50));
+    // Many small lines fit; the budget counts bytes (at least one per line).
+    for _ in 0..5 {
+        tx.try_send_line(b"ab".to_vec()).unwrap();
+    }
+    let err = tx.try_send_line(b"".to_vec()).unwrap_err();
+    assert!(matches!(err, WriteLineError::Full), "{err:?}");
+    // A line longer than the capacity waits until the pipe is empty, then passes alone.
+    let big = vec![b'x'; 100];
+    let err = tx.send_line(big.clone()).await.unwrap_err();
+    assert!(matches!(err, WriteLineError::TimedOut { .. }), "{err:?}");
+    for _ in 0..5 {
+        assert_eq!(rx.recv_line().await, complete(b"ab"));
+    }
+    tx.send_line(big.clone()).await.unwrap();
+    let err = tx.try_send_line(b"c".to_vec()).unwrap_err();
+    assert!(matches!(err, WriteLineError::Full), "{err:?}");
+    assert_eq!(rx.recv_line().await, Some(Line::Complete(big)));
+    tx.try_send_line(b"c".to_vec()).unwrap();
+    assert_eq!(rx.recv_line().await, complete(b"c"));
+}
+
+#[tokio::test]
+async fn a_writer_waiting_for_room_learns_at_once_that_the_reader_is_gone() {
+    let (tx, rx) = line_channel(4, 64);
+    tx.send_line(b"full".to_vec()).await.unwrap();
+    let waiting = tokio::spawn(async move { tx.send_line(b"more".to_vec()).await });
+    tokio::task::yield_now().await;
+    drop(rx);
+    let err = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the writer should not wait for its timeout")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, WriteLineError::Closed), "{err:?}");
+}
+
 /// The reason `serve` passes lines over channels: a writer cancelled while the pipe is full (an
 /// HTTP client that went away mid-request) must leave nothing behind, or the next message would
 /// be glued to half of this one.
 #[tokio::test]
 async fn a_cancelled_write_into_a_full_channel_leaves_nothing_behind() {
-    let (tx, mut rx) = line_channel(1, 1 << 20);
+    let (tx, mut rx) = line_channel(16, 1 << 20);
     let writer = StdinWriter::from_sender(tx);
     writer.write_line(b"queued").await.unwrap();
     let big = vec![b'x'; 256 * 1024];

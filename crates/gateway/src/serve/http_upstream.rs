@@ -1,9 +1,9 @@
 //! A server reached by URL (Streamable HTTP) behind the unchanged session pipeline.
 //!
 //! The session writes what it forwards as lines into an in-process line channel and reads the
-//! server's messages as lines from another, exactly as with a stdio server. The bridge between them
-//! and the server POSTs each forwarded line, and writes every message that comes back (a JSON
-//! body or the events of an SSE response, each made one line by the transport) into the
+//! server's messages as lines from another, exactly as with a stdio server. The bridge between
+//! them and the server POSTs each forwarded line, and writes every message that comes back (a
+//! JSON body or the events of an SSE response, each made one line by the transport) into the
 //! session's input, where it is framed strictly like a stdio server's line. After
 //! `notifications/initialized` it also listens on the server's GET stream for server-initiated
 //! messages, resuming it with `Last-Event-ID` when it breaks.

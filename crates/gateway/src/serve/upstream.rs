@@ -1,9 +1,9 @@
 //! One server behind one HTTP client session: the unchanged stdio [`Session`] pipeline (framing,
-//! evaluation, durable audit, forwarding) with its client side on an in-process pipe.
+//! evaluation, durable audit, forwarding) with its client side on in-process line channels.
 //!
-//! The HTTP front passes each client message as one line through an in-process line channel and
-//! waits for the line that answers its id. Nothing reaches the server except through the session, so a call from
-//! HTTP is framed, evaluated and audited exactly as one from stdio.
+//! The HTTP front passes each client message as one line into the session's input channel and
+//! waits for the line that answers its id. Nothing reaches the server except through the
+//! session, so a call from HTTP is framed, evaluated and audited exactly as one from stdio.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -68,7 +68,8 @@ impl LineSender {
     }
 
     /// Queues `line` (without its `\n`), waiting while the pipe is full, for at most the
-    /// sender's timeout ([`DEFAULT_WRITE_TIMEOUT`] unless set by [`with_timeout`](Self::with_timeout)).
+    /// sender's timeout ([`DEFAULT_WRITE_TIMEOUT`] unless [`with_timeout`](Self::with_timeout)
+    /// set another).
     ///
     /// Cancel safe: if the returned future is dropped before it completes, nothing was queued.
     ///

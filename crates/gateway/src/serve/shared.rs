@@ -637,3 +637,6 @@ fn rewrite_progress_token(value: &mut Value, gid: u64) -> Option<(String, Value)
     meta.insert("progressToken".into(), Value::from(ours.clone()));
     Some((ours, theirs))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,8 @@
 //! End-to-end: `shared: true` stdio servers behind the real `portcullis serve`. Two concurrent
 //! client sessions reach one process (the real `@modelcontextprotocol/server-everything`, and
 //! the recording testkit echo server), each gets its own answers under its own ids, the server
-//! is initialized once, its requests are refused, and a crash is survived by a restart.
+//! is initialized once, its requests are refused, and a crash is survived by a restart; a
+//! restarted process gets no session call before the gateway re-initialized it.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 use support::Peers;
 
 /// A policy allowing the tools these tests call, with `server` (a YAML line under `servers:`,
-/// where `@RECORDING@` becomes the recording file).
+/// where `@RECORDING@` becomes the recording file and `@ROOT@` the policy directory).
 fn world(server: &str) -> PolicyDir {
     PolicyDir::new(|root| {
         format!(
@@ -36,19 +37,39 @@ rules:
     when: {{ tool: [echo, crash, sample, trigger-long-running-operation] }}
     decision: allow
 "#,
-            server = server.replace(
-                "@RECORDING@",
-                &root.join("recording.jsonl").display().to_string()
-            )
+            server = server
+                .replace(
+                    "@RECORDING@",
+                    &root.join("recording.jsonl").display().to_string()
+                )
+                .replace("@ROOT@", &root.display().to_string())
         )
     })
 }
 
 fn recorded(world: &PolicyDir) -> Vec<Value> {
-    std::fs::read_to_string(world.root.join("recording.jsonl"))
+    recorded_in(&world.root.join("recording.jsonl"))
+}
+
+/// What echo process `pid` received, in the order it received it, when it records to
+/// `@ROOT@/recording-{pid}.jsonl`.
+fn recorded_by(world: &PolicyDir, pid: u32) -> Vec<Value> {
+    recorded_in(&world.root.join(format!("recording-{pid}.jsonl")))
+}
+
+fn recorded_in(file: &Path) -> Vec<Value> {
+    std::fs::read_to_string(file)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The methods of recorded messages, in order (`-` for an answer).
+fn methods(recording: &[Value]) -> Vec<String> {
+    recording
+        .iter()
+        .map(|l| l["method"].as_str().unwrap_or("-").to_owned())
         .collect()
 }
 
@@ -337,6 +358,135 @@ fn a_shared_server_is_initialized_once_refuses_its_requests_and_survives_a_crash
     ] {
         assert!(metrics.body.contains(line), "{line}{}", metrics.body);
     }
+}
+
+/// The gateway's count of calls to server `echo` allowed by rule `allowed`. A call is counted
+/// when it is decided; it goes on to the shared server once its decision record is durable.
+fn allowed_calls(serve: &Serve, world: &PolicyDir) -> u64 {
+    let token = std::fs::read_to_string(world.root.join(".portcullis/metrics.token")).unwrap();
+    let auth = format!("Bearer {}", token.trim());
+    let metrics = http::request(
+        serve.port,
+        "GET",
+        "/metrics",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    metrics
+        .body
+        .lines()
+        .filter(|l| {
+            l.starts_with(
+                "portcullis_decisions_total{decision=\"allow\",rule=\"allowed\",server=\"echo\",",
+            )
+        })
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn a_restarted_shared_server_gets_no_session_call_before_its_reinitialization() {
+    // Each echo process records what it receives in its own file; while `hold` exists, a
+    // process holds back its answer to `initialize`.
+    let bin = gateway::echo_server();
+    let world = world(&format!(
+        "  echo: {{ command: [{}], shared: true, env: {{ PORTCULLIS_ECHO_RECORD: '@ROOT@/recording-{{pid}}.jsonl', PORTCULLIS_ECHO_HOLD_INITIALIZE: '@ROOT@/hold' }} }}",
+        bin.display()
+    ));
+    let hold = world.root.join("hold");
+    let serve = world.serve(&[], &[]);
+    let session = serve.initialize("/mcp/echo", &[]);
+    let reply = post(
+        &serve,
+        "/mcp/echo",
+        &session,
+        &call(1, "echo", json!({"text": "before"})),
+    );
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        json!("before"),
+        "{reply:#}"
+    );
+    let first = echo_pids(&serve, bin);
+    assert_eq!(first.len(), 1, "{:?}", children(serve.child.id()));
+    let before = recorded_by(&world, first[0]);
+    assert_eq!(
+        methods(&before),
+        ["initialize", "notifications/initialized", "tools/call"],
+        "{before:#?}"
+    );
+
+    // The process is killed; the gateway starts another and sends it its own `initialize`,
+    // whose answer the new process holds back.
+    std::fs::write(&hold, b"").unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &first[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut second = None;
+    wait_until("the restarted process's first message", || {
+        second = match echo_pids(&serve, bin).as_slice() {
+            [pid] if *pid != first[0] => Some(*pid),
+            _ => None,
+        };
+        second.is_some_and(|pid| !recorded_by(&world, pid).is_empty())
+    });
+    let second = second.unwrap();
+
+    // A session's call in that window. The gateway has decided it before the hold is
+    // released; the pause after the decision covers the few milliseconds until the call is
+    // handed on (its decision record made durable), so that a gateway without the guard would
+    // have written it to the process by then. (Too short a pause could only let a broken guard
+    // pass unnoticed, never fail a sound one: the answer to `initialize` waits for the hold.)
+    // Two guards keep the call out: the ready signal holds it until the re-initialization is
+    // done, and `accepting` refuses it should it get past. `accepting` alone matters only in a
+    // window the binary cannot be made to open; the gateway's unit test covers it.
+    let decided = allowed_calls(&serve, &world);
+    assert_eq!(decided, 1, "the first call");
+    let (answered_early, reply) = std::thread::scope(|scope| {
+        let held = scope.spawn(|| {
+            post(
+                &serve,
+                "/mcp/echo",
+                &session,
+                &call(2, "echo", json!({"text": "held"})),
+            )
+        });
+        wait_until("the gateway's decision on the call", || {
+            allowed_calls(&serve, &world) > decided
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let answered_early = held.is_finished();
+        std::fs::remove_file(&hold).unwrap();
+        (answered_early, held.join().unwrap())
+    });
+
+    // The call waited for the re-initialization and was then answered by the new process.
+    assert!(
+        !answered_early,
+        "answered before the restarted process was initialized: {reply:#}"
+    );
+    assert_eq!(reply["id"], json!(2), "{reply:#}");
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        json!("held"),
+        "{reply:#}"
+    );
+    // The new process got the gateway's `initialize` (with the kept parameters) first, the
+    // gateway's `notifications/initialized` after the answer, and only then the call.
+    let after = recorded_by(&world, second);
+    assert_eq!(
+        methods(&after),
+        ["initialize", "notifications/initialized", "tools/call"],
+        "{after:#?}"
+    );
+    assert_eq!(
+        after[0]["params"], before[0]["params"],
+        "re-initialized with the kept parameters"
+    );
+    assert_eq!(after[2]["params"]["arguments"]["text"], json!("held"));
 }
 
 /// Sends SIGTERM to `serve` and waits for it to exit, at most `limit`.

@@ -12,13 +12,32 @@
 //! responses to ids nobody asked for, notifications, and unsolicited lines of `huge_bytes` bytes,
 //! then answers: the fault tests' upstream flood), `huge_reply {bytes}` (answers with one line of
 //! at least `bytes` bytes).
+//!
+//! Environment: [`RECORD_ENV`] names a file every received line is appended to (`{pid}` in it
+//! becomes the process id, so each process of a restarted server records on its own);
+//! [`HOLD_INITIALIZE_ENV`] names a file whose existence holds back the answer to `initialize`;
+//! [`VARIANT_ENV`] picks a variant of the tool list.
 
 use std::io::{BufRead, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// The environment variable naming the file every received line is appended to.
+/// The environment variable naming the file every received line is appended to. `{pid}` in the
+/// name becomes the server's process id: a test that restarts the server can then tell which
+/// process received what, in the order it received it.
 pub const RECORD_ENV: &str = "PORTCULLIS_ECHO_RECORD";
+
+/// The environment variable naming a *hold file*: while that file exists, the server holds back
+/// its answer to `initialize` (the request is recorded first), for at most [`HOLD_LIMIT`]. A
+/// test creates the file to keep a (re)starting server uninitialized for as long as it needs,
+/// and removes it to let the answer go. Messages that arrive meanwhile wait in the pipe.
+pub const HOLD_INITIALIZE_ENV: &str = "PORTCULLIS_ECHO_HOLD_INITIALIZE";
+
+/// The longest an answer to `initialize` is held, so a test that forgets the hold file does not
+/// hang.
+pub const HOLD_LIMIT: Duration = Duration::from_secs(60);
 
 /// The environment variable choosing a variant of the tool list, for pinning tests: `rugpull`
 /// (the `echo` tool's description changes), `reordered` (same definitions, keys in another
@@ -66,7 +85,14 @@ pub const CRASH_STATUS: i32 = 42;
 /// Serves stdin until end of input; returns the exit status.
 #[must_use]
 pub fn serve() -> i32 {
-    let record = std::env::var_os(RECORD_ENV);
+    let record = std::env::var_os(RECORD_ENV).map(|path| {
+        let pid = std::process::id().to_string();
+        match path.into_string() {
+            Ok(path) => path.replace("{pid}", &pid).into(),
+            Err(path) => path,
+        }
+    });
+    let hold = std::env::var_os(HOLD_INITIALIZE_ENV);
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     for line in stdin.lock().lines() {
@@ -84,6 +110,11 @@ pub fn serve() -> i32 {
         let Ok(message) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
+        if let Some(hold) = &hold
+            && message.get("method").and_then(Value::as_str) == Some("initialize")
+        {
+            hold_while_exists(Path::new(hold));
+        }
         match respond(&message) {
             Reply::Lines(lines) => {
                 for reply in lines {
@@ -96,6 +127,14 @@ pub fn serve() -> i32 {
         }
     }
     0
+}
+
+/// Waits while `path` exists, at most [`HOLD_LIMIT`].
+fn hold_while_exists(path: &Path) {
+    let start = Instant::now();
+    while path.exists() && start.elapsed() < HOLD_LIMIT {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// What the server does with one message.

@@ -3,6 +3,11 @@
 //! Without arguments it serves stdio. `--http ADDR` serves Streamable HTTP on ADDR instead
 //! (`127.0.0.1:0` picks a free port; the first line of standard output names it); see
 //! `portcullis_testkit::echo_http`.
+//!
+//! Environment (stdio): `PORTCULLIS_ECHO_RECORD=FILE` appends every received line to FILE
+//! (`{pid}` in FILE becomes the process id); `PORTCULLIS_ECHO_HOLD_INITIALIZE=FILE` holds back
+//! the answer to `initialize` while FILE exists (at most 60 s); `PORTCULLIS_ECHO_VARIANT` picks
+//! a variant of the tool list. See `portcullis_testkit::echo`.
 #![forbid(unsafe_code)]
 
 fn main() {
@@ -24,6 +29,9 @@ fn main() {
         },
         _ => {
             eprintln!("usage: portcullis-echo-server [--http ADDR]");
+            eprintln!(
+                "environment (stdio): PORTCULLIS_ECHO_RECORD=FILE (`{{pid}}` becomes the process id), PORTCULLIS_ECHO_HOLD_INITIALIZE=FILE, PORTCULLIS_ECHO_VARIANT=NAME"
+            );
             2
         }
     };

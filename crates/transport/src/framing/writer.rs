@@ -45,8 +45,8 @@ pub enum WriteLineError {
 
 /// Writes newline-terminated lines, each flushed before the write returns.
 ///
-/// Errors are sticky: after a failed or timed-out write the writer refuses further lines with
-/// [`WriteLineError::Broken`], because the peer may have received part of a line.
+/// Errors are sticky: after a failed, timed-out or cancelled write the writer refuses further
+/// lines with [`WriteLineError::Broken`], because the peer may have received part of a line.
 #[derive(Debug)]
 pub struct LineWriter<W> {
     inner: W,
@@ -83,6 +83,10 @@ impl<W: AsyncWrite + Unpin> LineWriter<W> {
         if self.broken {
             return Err(WriteLineError::Broken);
         }
+        // Broken until the whole line is out: if this future is dropped part-way (its caller was
+        // cancelled), the stream may end in half a line, and the next line must not be glued
+        // to it.
+        self.broken = true;
         let write = async {
             self.inner.write_all(line).await?;
             self.inner.write_all(b"\n").await?;
@@ -95,9 +99,7 @@ impl<W: AsyncWrite + Unpin> LineWriter<W> {
                 after: self.timeout,
             }),
         };
-        if result.is_err() {
-            self.broken = true;
-        }
+        self.broken = result.is_err();
         result
     }
 
